@@ -23,6 +23,7 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ValidationError
 
+from service.cache import ResultCache, cache_key
 from service.article import Sentence, clean_article, split_sentences
 from service.errors import InputError, ModelError, StandpointError
 from service.extraction import find_candidates, names_in, index_actors, to_items
@@ -118,11 +119,32 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                     raise r
         return results
 
+    @property
+    def settings_key(self) -> str:
+        """The settings that change results, for cache keys."""
+        s = self.settings
+        return f"{s.summarizer}|{s.extractor}|{s.summary_sentences}|{s.chunk_tokens}|{s.max_new_tokens}"
+
     # Stages -------------------------------------------------------------------------------
-    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Result | StandpointError]:
-        """Results in input order; an article that fails yields its error instead."""
+    def run(
+        self, inputs: list[Article | dict[str, Any]], *, cache: ResultCache | None = None
+    ) -> list[Result | StandpointError]:
+        """Results in input order; an article that fails yields its error instead.
+
+        With a cache, articles seen before (same cleaned text, model, prompts, settings and
+        options) are answered from it and new results are stored in it.
+        """
         works = [self._prepare(item) for item in inputs]
-        live = [w for w in works if w.error is None]
+        cached: dict[int, Result] = {}
+        keys: dict[int, str] = {}
+        if cache is not None:
+            for i, w in enumerate(works):
+                if w.error is None:
+                    keys[i] = self.cache_key(w.article, w.text)
+                    hit = cache.get(keys[i])
+                    if hit is not None:
+                        cached[i] = hit.model_copy(update={"id": w.article.id})
+        live = [w for i, w in enumerate(works) if w.error is None and i not in cached]
         try:
             self._timed(live, "summary_ms", self._summarize)
             self._timed(live, "extract_ms", self._extract)
@@ -133,7 +155,25 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             logger.exception("model call failed")
             for w in live:
                 w.error = ModelError(f"the model failed: {type(exc).__name__}: {exc}")
-        return [w.error if w.error else self._result(w) for w in works]
+        results: list[Result | StandpointError] = []
+        for i, w in enumerate(works):
+            if i in cached:
+                results.append(cached[i])
+            elif w.error is not None:
+                results.append(w.error)
+            else:
+                result = self._result(w)
+                if cache is not None:
+                    cache.put(keys[i], result)
+                results.append(result)
+        return results
+
+    def cache_key(self, article: Article, cleaned_text: str) -> str:
+        return cache_key(
+            text=cleaned_text, model_id=self.model_id,
+            prompts={k: p.ref for k, p in self.prompts.items()},
+            settings_key=self.settings_key, options=article.options,
+        )
 
     def _timed(self, works: list[_Work], key: str, stage: Any) -> None:
         started = time.perf_counter()
@@ -182,12 +222,13 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     # Summaries ----------------------------------------------------------------------------
     def _summarize(self, works: list[_Work]) -> None:
-        k = self.settings.summary_sentences
+        works = [w for w in works if w.article.options.summary]
         kind = self.settings.summarizer
         if kind == "model-write":
             self._write_summaries(works)
             return
         for w in works:
+            k = self._sentences_wanted(w)
             body = _body_sentences(w.sentences)
             if kind == "lead":
                 chosen = body[:k]
@@ -222,22 +263,27 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         scored.sort(key=lambda pair: -pair[0])
         return [s for _, s in scored]
 
+    def _sentences_wanted(self, w: _Work) -> int:
+        return w.article.options.summary_sentences or self.settings.summary_sentences
+
     def _write_summaries(self, works: list[_Work]) -> None:
-        k = self.settings.summary_sentences
         jobs: list[tuple[_Work, list[BaseMessage]]] = []
         for w in works:
             chunks = self._chunks(_body_sentences(w.sentences) or w.sentences)
             w.chunks = len(chunks)
-            jobs += [(w, self._summary_messages(_join(c), k)) for c in chunks]
+            jobs += [(w, self._summary_messages(_join(c), self._sentences_wanted(w))) for c in chunks]
         partial: dict[int, list[str]] = {}
         for (w, _), text in zip(jobs, self._generate(jobs), strict=True):
             partial.setdefault(id(w), []).append(text)
         reduce_jobs = [
-            (w, self._summary_messages("\n".join(partial[id(w)]), k)) for w in works if w.chunks > 1
+            (w, self._summary_messages("\n".join(partial[id(w)]), self._sentences_wanted(w)))
+            for w in works
+            if w.chunks > 1
         ]
         for (w, _), text in zip(reduce_jobs, self._generate(reduce_jobs), strict=True):
             partial[id(w)] = [text]
         for w in works:
+            k = self._sentences_wanted(w)
             sentences = [s.text for s in split_sentences(" ".join(partial[id(w)]))]
             sentences = [s for s in dict.fromkeys(sentences) if len(s.split()) >= 4]
             kept, removed = filter_unsupported(sentences, w.text)
@@ -259,6 +305,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     # Extraction ---------------------------------------------------------------------------
     def _extract(self, works: list[_Work]) -> None:
+        works = [w for w in works if w.article.options.extraction]
         kind = self.settings.extractor
         if kind == "model-json":
             self._extract_json(works)

@@ -9,14 +9,27 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Stance = Literal["support", "oppose", "conditional", "neutral"]
 
 
-class Article(BaseModel):
-    """One input article: plain text or HTML, with an optional id."""
+class Options(BaseModel):
+    """What to compute for one article."""
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = None
+    summary: bool = Field(default=True, description="Write the summary.")
+    extraction: bool = Field(default=True, description="Extract demands and positions.")
+    summary_sentences: int | None = Field(
+        default=None, ge=1, le=10, description="Sentences in the summary (default: the setting)."
+    )
+
+
+class Article(BaseModel):
+    """One input article: plain text or HTML, with an optional id and options."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=512)
     text: str | None = None
     html: str | None = None
+    options: Options = Field(default_factory=Options)
 
     @model_validator(mode="after")
     def _one_body(self) -> Article:
