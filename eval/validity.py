@@ -53,9 +53,7 @@ SUMMEVAL_METRICS: dict[str, tuple[Scorer, str]] = {
     "rouge1_vs_article": (metrics.rouge1, "article"),
     "rouge2_vs_article": (metrics.rouge2, "article"),
 }
-QAGS_METRICS = {
-    name: spec for name, spec in SUMMEVAL_METRICS.items() if spec[1] == "article"
-}
+QAGS_METRICS = {name: spec for name, spec in SUMMEVAL_METRICS.items() if spec[1] == "article"}
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -70,6 +68,7 @@ def detokenize(text: str) -> str:
     text = text.replace("``", '"').replace("''", '"').replace("`", "'")
     text = re.sub(r" (n't|'(?:s|re|ve|ll|d|m)\b)", r"\1", text)
     text = re.sub(r"(\w) - (?=\w)", r"\1-", text)
+    text = re.sub(r"(\d), (?=\d{3}\b)", r"\1,", text)
     text = re.sub(r" ([.,!?;:%)\]])", r"\1", text)
     text = re.sub(r"([$£€(\[]) ", r"\1", text)
     return " ".join(text.split())
@@ -124,8 +123,11 @@ def summeval_rows(path: Path) -> list[dict]:
         article = row["text"]
         for system in row["system_summaries"]:
             pairs.append(
-                (normalize_summary(system["summary_tokenized"], article),
-                 row["reference_summary"], article)
+                (
+                    normalize_summary(system["summary_tokenized"], article),
+                    row["reference_summary"],
+                    article,
+                )
             )
             for dimension in SUMMEVAL_DIMENSIONS:
                 judged[dimension].append(float(system["expert_scores_mean"][dimension]))
@@ -140,8 +142,9 @@ def summeval_rows(path: Path) -> list[dict]:
 
 
 def qags_rows(path: Path) -> list[dict]:
-    pairs = [(row["system_summary"], row["text"]) for row in read_jsonl(path)]
-    judged = [float(row[QAGS_DIMENSION]) for row in read_jsonl(path)]
+    data = list(read_jsonl(path))
+    pairs = [(detokenize(row["system_summary"]), detokenize(row["text"])) for row in data]
+    judged = [float(row[QAGS_DIMENSION]) for row in data]
     _warm_embeddings([(s, s, a) for s, a in pairs])
     rows = []
     for name, (function, _) in QAGS_METRICS.items():
@@ -172,7 +175,9 @@ def to_markdown(rows: list[dict]) -> str:
             values.append(f"{row['tau']:.3f} (p={row['p']:.2g})" if row else "")
         lines.append(f"| {name} | " + " | ".join(values) + " |")
     lines.append("")
-    lines.append("Kendall tau-b (scipy.stats.kendalltau) of metric vs mean human score; p two-sided.")
+    lines.append(
+        "Kendall tau-b (scipy.stats.kendalltau) of metric vs mean human score; p two-sided."
+    )
     return "\n".join(lines) + "\n"
 
 

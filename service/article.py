@@ -27,10 +27,48 @@ _JUNK_LINE = re.compile(
 _SLUG_LINE = re.compile(r"^(?=.*\d)[\w./-]{6,}$")
 
 _ABBREVIATIONS = {
-    "mr", "mrs", "ms", "dr", "prof", "gen", "col", "lt", "sgt", "capt", "gov", "sen", "rep",
-    "st", "jr", "sr", "no", "vs", "etc", "inc", "ltd", "co", "corp", "jan", "feb", "mar",
-    "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "u.k", "u.n",
-    "e.g", "i.e", "a.m", "p.m",
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "prof",
+    "gen",
+    "col",
+    "lt",
+    "sgt",
+    "capt",
+    "gov",
+    "sen",
+    "rep",
+    "st",
+    "jr",
+    "sr",
+    "no",
+    "vs",
+    "etc",
+    "inc",
+    "ltd",
+    "co",
+    "corp",
+    "jan",
+    "feb",
+    "mar",
+    "apr",
+    "jun",
+    "jul",
+    "aug",
+    "sep",
+    "sept",
+    "oct",
+    "nov",
+    "dec",
+    "u.s",
+    "u.k",
+    "u.n",
+    "e.g",
+    "i.e",
+    "a.m",
+    "p.m",
 }
 _OPENERS = "“‘"
 _CLOSERS = "”’"
@@ -47,10 +85,7 @@ class Sentence:
 
 def clean_article(article: Article, *, max_chars: int) -> tuple[str, list[str]]:
     """Cleaned text and a list of what was removed. Raises InputError on unusable input."""
-    if article.html is not None:
-        raw = _html_to_text(article.html)
-    else:
-        raw = article.text or ""
+    raw = _html_to_text(article.html) if article.html is not None else article.text or ""
     _reject_binary(raw)
     text, removed = _strip_junk(raw)
     if not text.strip():
@@ -68,7 +103,11 @@ def _html_to_text(html: str) -> str:
     if not html.strip():
         return ""
     extracted = trafilatura.extract(
-        html, include_comments=False, include_tables=False, include_images=False, favor_precision=True
+        html,
+        include_comments=False,
+        include_tables=False,
+        include_images=False,
+        favor_precision=True,
     )
     if extracted is None:
         raise InputError("no article text found in the HTML")
@@ -89,7 +128,8 @@ def _strip_junk(raw: str) -> tuple[str, list[str]]:
     removed: list[str] = []
     lines = []
     for line in text.split("\n"):
-        kept = _JUNK_PHRASES.sub(lambda m: removed.append(m.group()) or "", line)
+        removed += _JUNK_PHRASES.findall(line)
+        kept = _JUNK_PHRASES.sub("", line)
         kept = re.sub(r"[ \t\u00a0]+", " ", kept).strip()
         if kept and (_JUNK_LINE.match(kept) or _SLUG_LINE.match(kept)):
             removed.append(kept)
@@ -102,14 +142,12 @@ def _strip_junk(raw: str) -> tuple[str, list[str]]:
 def split_sentences(text: str) -> list[Sentence]:
     """Sentences with their offsets; a quotation that spans sentences stays in one piece."""
     sentences = []
-    paragraph = 0
-    for match in re.finditer(r"[^\n]+", text):
+    for paragraph, match in enumerate(re.finditer(r"[^\n]+", text)):
         line, base = match.group(), match.start()
         for start, end in _split_line(line):
             piece = line[start:end]
             heading = not re.search(r"[.!?…:;”’\"')]$", piece) and len(piece.split()) <= 14
             sentences.append(Sentence(base + start, base + end, piece, paragraph, heading))
-        paragraph += 1
     return sentences
 
 
@@ -127,9 +165,11 @@ def _split_line(line: str) -> list[tuple[int, int]]:
             depth -= 1
         elif c == '"':
             straight_open = not straight_open
-        if c in ".!?…" and _is_boundary(line, i, inside=depth > 0 or straight_open):
+        run = re.match(r"[”’\")]*", line[i + 1 :]).group()  # closers right after the stop
+        inside = depth - run.count("”") > 0 or (straight_open and '"' not in run)
+        if c in ".!?…" and _is_boundary(line, i, inside=inside):
             end = i + 1
-            while end < len(line) and line[end] in "”’\")":
+            while end < len(line) and line[end] in '”’")':
                 end += 1
             if end < len(line) and line[end] == " ":
                 spans.append((start, end))
@@ -143,16 +183,18 @@ def _split_line(line: str) -> list[tuple[int, int]]:
 
 
 def _is_boundary(line: str, i: int, *, inside: bool) -> bool:
-    after = line[i + 1 :].lstrip("”’\")")
+    after = line[i + 1 :].lstrip('”’")')
     if not after.startswith(" "):
         return False
     following = after.lstrip()
-    if not following or not (following[0].isupper() or following[0] in _OPENERS + '"' or following[0].isdigit()):
+    if not following or not (
+        following[0].isupper() or following[0] in _OPENERS + '"' or following[0].isdigit()
+    ):
         return False
     if inside and len(line) < 2000:
         return False
     if line[i] == ".":
-        word = re.search(r"([\w.]+)$", line[: i])
+        word = re.search(r"([\w.]+)$", line[:i])
         if word:
             token = word.group(1).lower()
             if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):

@@ -12,8 +12,9 @@ from pathlib import Path
 from service.schemas import Options, Result
 
 
-def cache_key(*, text: str, model_id: str, prompts: dict[str, str], settings_key: str,
-              options: Options) -> str:
+def cache_key(
+    *, text: str, model_id: str, prompts: dict[str, str], settings_key: str, options: Options
+) -> str:
     """Hash of the cleaned text, model id, prompt versions, pipeline settings and options."""
     payload = json.dumps(
         {

@@ -27,7 +27,10 @@ logger = logging.getLogger(__name__)
 # subcommand -> module with add_arguments(parser) and run(args)
 PLUGGED = {
     "serve": ("service.api", "Run the HTTP API (and the page at /)."),
-    "batch": ("service.batch", "Summarize a JSONL file, folder or glob into a JSONL file, resumably."),
+    "batch": (
+        "service.batch",
+        "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
+    ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
 }
 
@@ -69,7 +72,8 @@ def build_pipeline(args: argparse.Namespace) -> Any:
     from service.settings import Settings
 
     overrides = {
-        k: v for k, v in vars(args).items()
+        k: v
+        for k, v in vars(args).items()
         if k in {"model", "summarizer", "extractor"} and v is not None
     }
     try:
@@ -86,7 +90,9 @@ def _summarize(args: argparse.Namespace) -> int:
     pipeline = build_pipeline(args)
     failed = 0
     started = time.perf_counter()
-    for article, result in zip(articles, pipeline.batch(articles, return_exceptions=True), strict=True):
+    for article, result in zip(
+        articles, pipeline.batch(articles, return_exceptions=True), strict=True
+    ):
         if isinstance(result, StandpointError):
             failed += 1
             print(f"standpoint: {article.get('id')}: {result.message}", file=sys.stderr)
@@ -119,7 +125,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--summarizer", choices=["lead", "centrality", "model-rank", "model-write"])
     p.add_argument("--extractor", choices=["rules", "model-score", "model-json"])
     p.add_argument(
-        "--load-model", action="store_true",
+        "--load-model",
+        action="store_true",
         help="load the model even if the chosen stages do not need it (meta names it)",
     )
 

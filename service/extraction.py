@@ -60,21 +60,104 @@ _CONDITION_SPAN = re.compile(
 )
 _QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"")
 # Capitalised name sequences, allowing "U.S.", "Zelenskyy", "Al Jazeera", "Abu Dhabi".
-_NAME = re.compile(r"(?:[A-Z][\w’'.-]*[\w.]|U\.S\.|U\.N\.)(?:\s+(?:of\s+|the\s+)?(?:[A-Z][\w’'.-]*[\w.]))*")
+_NAME = re.compile(
+    r"(?:[A-Z][\w’'.-]*[\w.]|U\.S\.|U\.N\.)(?:\s+(?:of\s+|the\s+)?(?:[A-Z][\w’'.-]*[\w.]))*"
+)
 _TITLE_WORDS = {
-    "president", "minister", "secretary", "spokesperson", "spokesman", "spokeswoman",
-    "envoy", "aide", "chancellor", "prime", "foreign", "defence", "defense", "chief",
-    "leader", "ambassador", "adviser", "advisor", "general", "head", "official", "negotiator",
-    "russian", "ukrainian", "american", "u.s.", "kremlin", "top", "special", "deputy", "senior",
-    "state", "former", "mr.", "mrs.", "ms.", "dr.",
+    "president",
+    "minister",
+    "secretary",
+    "spokesperson",
+    "spokesman",
+    "spokeswoman",
+    "envoy",
+    "aide",
+    "chancellor",
+    "prime",
+    "foreign",
+    "defence",
+    "defense",
+    "chief",
+    "leader",
+    "ambassador",
+    "adviser",
+    "advisor",
+    "general",
+    "head",
+    "official",
+    "negotiator",
+    "russian",
+    "ukrainian",
+    "american",
+    "u.s.",
+    "kremlin",
+    "top",
+    "special",
+    "deputy",
+    "senior",
+    "state",
+    "former",
+    "mr.",
+    "mrs.",
+    "ms.",
+    "dr.",
 }
 _NOT_ACTORS = {
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday", "january",
-    "february", "march", "april", "may", "june", "july", "august", "september", "october",
-    "november", "december", "the", "this", "that", "but", "and", "in", "on", "at", "if", "he",
-    "she", "it", "they", "we", "i", "overall", "instead", "actually", "maybe", "speaking",
-    "ahead", "no", "only", "comments", "russian", "ukrainian", "american", "european",
-    "though", "although", "because", "asked", "reuters", "kremlin", "world", "air",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "the",
+    "this",
+    "that",
+    "but",
+    "and",
+    "in",
+    "on",
+    "at",
+    "if",
+    "he",
+    "she",
+    "it",
+    "they",
+    "we",
+    "i",
+    "overall",
+    "instead",
+    "actually",
+    "maybe",
+    "speaking",
+    "ahead",
+    "no",
+    "only",
+    "comments",
+    "russian",
+    "ukrainian",
+    "american",
+    "european",
+    "though",
+    "although",
+    "because",
+    "asked",
+    "reuters",
+    "kremlin",
+    "world",
+    "air",
 }
 _PRONOUNS = re.compile(r"^(?:He|She|They)\b|\b(?:he|she) (?:" + _REPORTING + r")\b")
 
@@ -160,14 +243,19 @@ def attribute(sentence: str, index: ActorIndex, last_speaker: str | None) -> str
     """Who speaks in a sentence: named after a closing quote, as the subject of a reporting
     verb, by the title the article introduced them with, or the last speaker for pronouns."""
     reporting = rf"(?:{_REPORTING})"
-    after_quote = re.search(rf"[”\"],?\s+(?:(?:{reporting})\s+)?([A-Z][^,.;”]*?)\s+(?:{reporting})\b", sentence)
+    after_quote = re.search(
+        rf"[”\"],?\s+(?:(?:{reporting})\s+)?([A-Z][^,.;”]*?)\s+(?:{reporting})\b", sentence
+    )
     if after_quote:
         return _resolve(after_quote.group(1), index, last_speaker)
-    said_name = re.search(rf"[”\"],?\s+(?:{reporting})\s+([A-Z][\w’'.-]+(?:\s+[A-Z][\w’'.-]+)*)", sentence)
+    said_name = re.search(
+        rf"[”\"],?\s+(?:{reporting})\s+([A-Z][\w’'.-]+(?:\s+[A-Z][\w’'.-]+)*)", sentence
+    )
     if said_name:
         return _resolve(said_name.group(1), index, last_speaker)
     subject = re.search(
-        rf"^(?:[^“\"]*?\b)?((?:[Tt]he\s+)?[A-Z][\w’'.-]*(?:\s+[\w’'.-]+){{0,6}}?)\s+(?:also\s+|on \w+\s+|has\s+|had\s+|again\s+)?(?:{reporting})\b",
+        rf"^(?:[^“\"]*?\b)?((?:[Tt]he\s+)?[A-Z][\w’'.-]*(?:\s+[\w’'.-]+){{0,6}}?)\s+"
+        rf"(?:also\s+|on \w+\s+|has\s+|had\s+|again\s+)?(?:{reporting})\b",
         sentence,
     )
     if subject:
@@ -188,14 +276,23 @@ def _subject(sentence: str, index: ActorIndex, last_speaker: str | None) -> str 
     if not cue:
         return None
     head = sentence[: cue.start()]
-    head = re.sub(r"^[A-Z]{2,}[^-–—]*?\)\s*[-–—]\s*", "", head)  # dateline "MOSCOW, Feb 10 (Reuters) -"
+    head = re.sub(
+        r"^[A-Z]{2,}[^-–—]*?\)\s*[-–—]\s*", "", head
+    )  # dateline "MOSCOW, Feb 10 (Reuters) -"
     names = names_in(head, index)
     if names:
         return names[0]
-    title = re.search(r"(?:[Tt]he\s+)?((?:[\w.’']+\s+){0,3}(?:" + "|".join(
-        sorted(w for w in _TITLE_WORDS if w.isalpha())) + r"))\b", head, re.IGNORECASE)
+    title = re.search(
+        r"(?:[Tt]he\s+)?((?:[\w.’']+\s+){0,3}(?:"
+        + "|".join(sorted(w for w in _TITLE_WORDS if w.isalpha()))
+        + r"))\b",
+        head,
+        re.IGNORECASE,
+    )
     if title:
-        return index.by_description(title.group(1).replace("’s", "").replace("'s", ""), last_speaker)
+        return index.by_description(
+            title.group(1).replace("’s", "").replace("'s", ""), last_speaker
+        )
     return None
 
 
@@ -267,9 +364,7 @@ def _body(sentence: str) -> str:
     quoted = [a or b for a, b in _QUOTED.findall(sentence)]
     if quoted and sum(len(q) for q in quoted) > 0.5 * len(sentence):
         return " ".join(q.strip(" ,") for q in quoted)
-    cue = re.search(
-        rf"\b(?:{_REPORTING}|repeated|insisted)\b(?:\s+(?:that|for|on))?\s+", sentence
-    )
+    cue = re.search(rf"\b(?:{_REPORTING}|repeated|insisted)\b(?:\s+(?:that|for|on))?\s+", sentence)
     if cue and cue.end() < len(sentence) - 10:
         return sentence[cue.end() :].rstrip(" .")
     return sentence.rstrip(" .")
@@ -279,7 +374,9 @@ def demand_fields(candidate: Candidate) -> dict[str, str | None]:
     text = candidate.sentence.text
     body = _body(text)
     condition = _CONDITION_SPAN.search(text)
-    others = [n for n in candidate.names if n != candidate.actor and n not in (candidate.actor or "")]
+    others = [
+        n for n in candidate.names if n != candidate.actor and n not in (candidate.actor or "")
+    ]
     return {
         "demand": body,
         "target": others[0] if others else None,
@@ -301,13 +398,22 @@ def to_items(candidates: list[Candidate], text: str) -> tuple[list[Demand], list
         fields = c.fields or demand_fields(c)
         if c.kind == "demand":
             demands.append(
-                Demand(actor=c.actor, demand=fields["demand"] or s.text,
-                       target=fields["target"], conditions=fields["conditions"], **evidence)
+                Demand(
+                    actor=c.actor,
+                    demand=fields["demand"] or s.text,
+                    target=fields["target"],
+                    conditions=fields["conditions"],
+                    **evidence,
+                )
             )
         else:
             positions.append(
-                Position(actor=c.actor, issue=fields.get("issue") or _body(s.text),
-                         stance=c.stance, **evidence)
+                Position(
+                    actor=c.actor,
+                    issue=fields.get("issue") or _body(s.text),
+                    stance=c.stance,
+                    **evidence,
+                )
             )
     return demands, positions, unattributed
 

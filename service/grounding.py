@@ -10,19 +10,108 @@ _FOLD = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'
 
 # Capitalised words that start sentences without naming anything.
 COMMON_CAPITALISED = {
-    "a", "an", "the", "he", "she", "it", "they", "we", "i", "you", "this", "that", "these",
-    "those", "in", "on", "at", "but", "and", "or", "however", "meanwhile", "also", "after",
-    "before", "while", "when", "according", "overall", "instead", "his", "her", "their", "its",
-    "our", "as", "if", "for", "with", "by", "from", "to", "of", "so", "yet", "there", "here",
-    "what", "who", "which", "where", "why", "how", "both", "all", "some", "many", "most",
-    "no", "not", "one", "speaking", "ahead", "despite", "during", "since", "until", "under",
-    "over", "about", "amid", "still", "then", "now", "earlier", "later", "last", "next",
-    "mr", "mrs", "ms", "president", "minister",
+    "a",
+    "an",
+    "the",
+    "he",
+    "she",
+    "it",
+    "they",
+    "we",
+    "i",
+    "you",
+    "this",
+    "that",
+    "these",
+    "those",
+    "in",
+    "on",
+    "at",
+    "but",
+    "and",
+    "or",
+    "however",
+    "meanwhile",
+    "also",
+    "after",
+    "before",
+    "while",
+    "when",
+    "according",
+    "overall",
+    "instead",
+    "his",
+    "her",
+    "their",
+    "its",
+    "our",
+    "as",
+    "if",
+    "for",
+    "with",
+    "by",
+    "from",
+    "to",
+    "of",
+    "so",
+    "yet",
+    "there",
+    "here",
+    "what",
+    "who",
+    "which",
+    "where",
+    "why",
+    "how",
+    "both",
+    "all",
+    "some",
+    "many",
+    "most",
+    "no",
+    "not",
+    "one",
+    "speaking",
+    "ahead",
+    "despite",
+    "during",
+    "since",
+    "until",
+    "under",
+    "over",
+    "about",
+    "amid",
+    "still",
+    "then",
+    "now",
+    "earlier",
+    "later",
+    "last",
+    "next",
+    "mr",
+    "mrs",
+    "ms",
+    "president",
+    "minister",
 }
 _NUMBER_WORDS = {
-    "one": "1", "two": "2", "three": "3", "four": "4", "five": "5", "six": "6", "seven": "7",
-    "eight": "8", "nine": "9", "ten": "10", "eleven": "11", "twelve": "12", "twenty": "20",
-    "hundred": "100", "thousand": "1000", "million": "1000000", "billion": "1000000000",
+    "one": "1",
+    "two": "2",
+    "three": "3",
+    "four": "4",
+    "five": "5",
+    "six": "6",
+    "seven": "7",
+    "eight": "8",
+    "nine": "9",
+    "ten": "10",
+    "eleven": "11",
+    "twelve": "12",
+    "twenty": "20",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
 }
 
 
@@ -57,7 +146,9 @@ def verify_offsets(quote: str, start: int, end: int, text: str) -> bool:
 
 def _numbers(text: str) -> set[str]:
     found = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
-    found |= {digit for word, digit in _NUMBER_WORDS.items() if re.search(rf"\b{word}\b", text, re.I)}
+    found |= {
+        digit for word, digit in _NUMBER_WORDS.items() if re.search(rf"\b{word}\b", text, re.I)
+    }
     return found
 
 
@@ -87,7 +178,8 @@ def filter_unsupported(sentences: list[str], article: str) -> tuple[list[str], l
         missing = unsupported_terms(sentence, article)
         if missing:
             warnings.append(
-                f"removed a summary sentence with {', '.join(missing)} not in the article: {sentence!r}"
+                f"removed a summary sentence with {', '.join(missing)} "
+                f"not in the article: {sentence!r}"
             )
         else:
             kept.append(sentence)

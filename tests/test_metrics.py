@@ -1,0 +1,250 @@
+"""Metrics against hand-computed expectations."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from eval.metrics import (
+    METRICS,
+    actor_matches,
+    extraction_scores,
+    faithfulness_embedding,
+    faithfulness_terms,
+    match_items,
+    mean_ci,
+    quote_validity,
+    result_extraction_scores,
+    rouge1,
+    rouge2,
+    rouge_lsum,
+    semantic_similarity,
+    sum_extraction_scores,
+    summary_sentence_count,
+)
+from eval.validity import detokenize, truecase
+
+TEXT = (
+    "Vladimir Putin demanded that Ukraine withdraw from Donetsk. "
+    "Zelensky rejected any withdrawal. "
+    "Putin also said sanctions must be lifted before talks."
+)
+
+
+def item(actor: str, content: str, quote: str, *, kind: str = "demand", **extra: Any) -> dict:
+    start = TEXT.index(quote)
+    return {
+        "actor": actor,
+        kind: content,
+        "quote": quote,
+        "start": start,
+        "end": start + len(quote),
+        **extra,
+    }
+
+
+def reference(
+    actor: str,
+    content: str,
+    quote: str,
+    aliases: list[str] | None = None,
+    *,
+    kind: str = "demand",
+    **extra: Any,
+) -> dict:
+    assert quote in TEXT
+    return {"actor": actor, "actor_aliases": aliases or [], kind: content, "quote": quote, **extra}
+
+
+REF_WITHDRAW = reference(
+    "Vladimir Putin",
+    "Ukraine withdraw from Donetsk",
+    "Vladimir Putin demanded that Ukraine withdraw from Donetsk.",
+)
+REF_SANCTIONS = reference(
+    "Vladimir Putin", "sanctions must be lifted", "sanctions must be lifted before talks"
+)
+
+
+def test_registry_names_direction_and_kind() -> None:
+    assert {
+        "rouge1",
+        "rouge2",
+        "rougeLsum",
+        "semantic_similarity",
+        "faithfulness_terms",
+        "faithfulness_embedding",
+        "quote_validity",
+        "summary_sentence_count",
+    } <= set(METRICS)
+    assert METRICS["rouge1"].higher_is_better
+    assert METRICS["rouge1"].kind == "summary"
+    assert METRICS["faithfulness_terms"].kind == "faithfulness"
+    assert METRICS["quote_validity"].function is quote_validity
+
+
+def test_rouge_on_a_tiny_pair() -> None:
+    prediction, ref = "the cat sat on the mat", "the cat lay on the mat"
+    # unigrams: the x2, cat, on, mat shared = 5 of 6 on each side
+    assert rouge1(prediction, ref) == pytest.approx(5 / 6)
+    # bigrams: "the cat", "on the", "the mat" shared = 3 of 5 on each side
+    assert rouge2(prediction, ref) == pytest.approx(3 / 5)
+    # stemming on: "cats" ~ "cat"
+    assert rouge1("cats", "cat") == pytest.approx(1.0)
+
+
+def test_rouge_lsum_scores_sentence_by_sentence() -> None:
+    # LCS hits: "the cat sat" (3) + "it was" (2) = 5 of 6 tokens on each side
+    assert rouge_lsum("The cat sat. It was happy.", "The cat sat. It was sad.") == pytest.approx(
+        5 / 6
+    )
+    assert summary_sentence_count("The cat sat. It was happy.") == 2
+
+
+def test_faithfulness_terms_flags_invented_name_and_number() -> None:
+    article = "Talks in Geneva ended on Tuesday. Putin said 3 rounds were held."
+    supported = "Putin said talks ended in Geneva."
+    invented = "Zelensky attended 5 rounds."
+    assert faithfulness_terms(supported, article) == 1.0
+    assert faithfulness_terms(invented, article) == 0.0
+    assert faithfulness_terms(f"{supported} {invented}", article) == pytest.approx(0.5)
+
+
+def test_embedding_metrics_with_the_bundled_model() -> None:
+    article = "Talks in Geneva ended on Tuesday. The weather in Paris was sunny."
+    assert semantic_similarity("Talks ended.", "Talks ended.") == pytest.approx(1.0, abs=1e-5)
+    copied = faithfulness_embedding("Talks in Geneva ended on Tuesday.", article)
+    unrelated = faithfulness_embedding("The striker scored twice in the derby.", article)
+    assert copied == pytest.approx(1.0, abs=1e-5)
+    assert unrelated < 0.5 < copied
+    mixed = "Talks in Geneva ended on Tuesday. The striker scored twice in the derby."
+    assert faithfulness_embedding(mixed, article, reduce="min") == pytest.approx(
+        unrelated, abs=1e-4
+    )
+
+
+def test_quote_validity_counts_broken_offsets() -> None:
+    text = "Ukraine demands a ceasefire. Russia refuses."
+    result = {
+        "text": text,
+        "demands": [{"quote": "Ukraine demands a ceasefire", "start": 0, "end": 27}],
+        "positions": [{"quote": "Russia refuses", "start": 28, "end": 42}],  # really 29..43
+    }
+    assert text[0:27] == "Ukraine demands a ceasefire"
+    assert quote_validity(result) == pytest.approx(0.5)
+    assert quote_validity({"text": text, "demands": [], "positions": []}) == 1.0
+
+
+def test_actor_alias_rule() -> None:
+    assert actor_matches("Putin", ["Vladimir Putin"])
+    assert actor_matches("Russian President Vladimir Putin", ["Putin"])
+    assert actor_matches("putin\u2019s", ["Vladimir Putin"])
+    assert not actor_matches("Moscow", ["Vladimir Putin"])
+    assert actor_matches("Moscow", ["Vladimir Putin", "Moscow"])
+    assert not actor_matches("Zelensky", ["Vladimir Putin"])
+    assert not actor_matches("President Zelensky", ["President Putin"])
+
+
+def test_alias_match_on_overlapping_quote() -> None:
+    predicted = [item("Putin", "withdrawal of troops", "Ukraine withdraw from Donetsk")]
+    assert match_items(predicted, [REF_WITHDRAW], TEXT) == [(0, 0)]
+
+
+def test_wrong_actor_does_not_match_even_with_the_same_quote() -> None:
+    predicted = [
+        item(
+            "Zelensky",
+            "Ukraine withdraw from Donetsk",
+            "Vladimir Putin demanded that Ukraine withdraw from Donetsk.",
+        )
+    ]
+    scores = extraction_scores(predicted, [REF_WITHDRAW], TEXT)
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (0, 1, 1)
+    assert scores["f1"] == 0.0
+
+
+def test_overlap_rule() -> None:
+    # Overlaps the reference sentence only on "Donetsk." (8 of 42 chars): below half.
+    straddling = item("Putin", "territory", "Donetsk. Zelensky rejected any withdrawal.")
+    assert match_items([straddling], [REF_WITHDRAW], TEXT) == []
+    # No overlap at all, but the demand text is the reference's: content rule matches.
+    by_content = item("Putin", "Ukraine withdraw from Donetsk", "Putin also said sanctions")
+    assert match_items([by_content], [REF_WITHDRAW], TEXT) == [(0, 0)]
+    # Each prediction goes to the reference it overlaps.
+    predicted = [
+        item("Putin", "lift sanctions", "Putin also said sanctions must be lifted before talks."),
+        item("Putin", "territory", "Putin demanded that Ukraine withdraw"),
+    ]
+    assert match_items(predicted, [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(0, 1), (1, 0)]
+
+
+def test_matching_is_one_to_one_and_greedy_by_score() -> None:
+    weaker = item(
+        "Putin", "territory", "Vladimir Putin demanded that Ukraine withdraw from Donetsk."
+    )
+    stronger = item("Putin", "Ukraine withdraw from Donetsk", "Ukraine withdraw from Donetsk")
+    assert match_items([weaker, stronger], [REF_WITHDRAW], TEXT) == [(1, 0)]
+    scores = extraction_scores([weaker, stronger], [REF_WITHDRAW], TEXT)
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (1, 1, 0)
+    assert scores["precision"] == pytest.approx(0.5)
+    assert scores["recall"] == pytest.approx(1.0)
+    assert scores["f1"] == pytest.approx(2 / 3)
+
+
+def test_strict_positions_need_the_same_stance() -> None:
+    ref = reference(
+        "Volodymyr Zelensky",
+        "withdrawal",
+        "Zelensky rejected any withdrawal.",
+        ["Zelenskyy"],
+        kind="issue",
+        stance="oppose",
+    )
+    predicted = [
+        item(
+            "Zelensky",
+            "withdrawal",
+            "Zelensky rejected any withdrawal.",
+            kind="issue",
+            stance="neutral",
+        )
+    ]
+    result = {"text": TEXT, "demands": [], "positions": predicted}
+    scores = result_extraction_scores(result, {"demands": [], "positions": [ref]})
+    assert scores["positions"]["tp"] == 1
+    assert scores["positions_strict"]["tp"] == 0
+    assert scores["demands"]["f1"] == 1.0  # nothing expected, nothing predicted
+
+
+def test_sum_extraction_scores_micro_averages() -> None:
+    total = sum_extraction_scores(
+        [
+            {"tp": 1, "fp": 1, "fn": 0},
+            {"tp": 1, "fp": 0, "fn": 2},
+        ]
+    )
+    assert total["precision"] == pytest.approx(2 / 3)
+    assert total["recall"] == pytest.approx(2 / 4)
+    assert total["f1"] == pytest.approx(2 * (2 / 3) * 0.5 / (2 / 3 + 0.5))
+
+
+def test_mean_ci() -> None:
+    assert mean_ci([2.0, 2.0, 2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    assert mean_ci([1.0, 2.0, 3.0]) == (2.0, None, None)
+    mean, low, high = mean_ci([float(v) for v in range(1, 11)])
+    assert mean == pytest.approx(5.5)
+    assert low is not None and high is not None
+    assert 1.0 <= low < 5.5 < high <= 10.0
+    assert mean_ci([float(v) for v in range(1, 11)]) == (mean, low, high)  # fixed seed
+    assert math.isnan(mean_ci([])[0])
+
+
+def test_detokenize_and_truecase_summeval_text() -> None:
+    tokenized = "sterling 's wife sued . she won $ 2.6 million , 41 - year - old stiviano said"
+    assert detokenize(tokenized) == (
+        "sterling's wife sued. she won $2.6 million, 41-year-old stiviano said"
+    )
+    article = "Sterling's wife sued Stiviano. She won."
+    assert truecase("sterling's wife sued. she won", article) == "Sterling's wife sued. She won"
