@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,eval,ray
+EXTRAS ?= dev,eval,ray,openai
 DATASET ?= ../shared/eval-data/negotiations.jsonl
 
 .PHONY: setup model browser serve test test-fast eval bench lint clean
@@ -44,6 +44,7 @@ eval: model
 
 bench: model
 	$(BIN)/python -m eval.bench_batch
+	$(BIN)/python -m eval.bench_api --dataset $(DATASET)
 
 lint: setup
 	$(BIN)/ruff check service eval tests

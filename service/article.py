@@ -165,7 +165,8 @@ def _split_line(line: str) -> list[tuple[int, int]]:
             depth -= 1
         elif c == '"':
             straight_open = not straight_open
-        run = re.match(r"[”’\")]*", line[i + 1 :]).group()  # closers right after the stop
+        rest = line[i + 1 :]
+        run = rest[: len(rest) - len(rest.lstrip('”’")'))]  # closers right after the stop
         inside = depth - run.count("”") > 0 or (straight_open and '"' not in run)
         if c in ".!?…" and _is_boundary(line, i, inside=inside):
             end = i + 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from service.article import Sentence
 from service.grounding import COMMON_CAPITALISED as _COMMON
@@ -214,7 +215,7 @@ def index_actors(text: str) -> ActorIndex:
                 continue
             full = " ".join(words)
             index.full_names.setdefault(words[-1], full)
-            before = []
+            before: list[str] = []
             for word in reversed(piece[: match.start()].split()):
                 if word.lower() not in _TITLE_WORDS:
                     break
@@ -394,7 +395,7 @@ def to_items(candidates: list[Candidate], text: str) -> tuple[list[Demand], list
             unattributed += 1
             continue
         s = c.sentence
-        evidence = {"quote": text[s.start : s.end], "start": s.start, "end": s.end}
+        evidence: dict[str, Any] = {"quote": text[s.start : s.end], "start": s.start, "end": s.end}
         fields = c.fields or demand_fields(c)
         if c.kind == "demand":
             demands.append(

@@ -19,7 +19,7 @@ import time
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
@@ -84,7 +84,7 @@ def convert_gguf(gguf: Path, cache_dir: Path) -> Path:
         gguf.parent, gguf_file=gguf.name, dtype=torch.float32
     )
     # transformers refuses to save a GGUF-loaded model until the quantizer is detached.
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (the attribute is typed as a quantizer)
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     partial = target.with_name(target.name + ".partial")
@@ -179,49 +179,52 @@ class LocalModel:
     ) -> list[list[float]]:
         """Summed log-likelihood of each option after ``prefix + query``, for every query.
 
-        The shared prefix (instructions, few-shot examples) is encoded once and its key/value
-        cache reused, so each query costs one short forward pass plus one per ``chunk_size``
-        options. An empty query scores the options right after the prefix.
+        The shared prefix (instructions, few-shot examples, or the article) is encoded once;
+        every (query, option) pair then runs as one right-padded row on a copy of its key/value
+        cache, ``chunk_size`` rows per forward pass.
         """
         tok = self.tokenizer
-        prefix_ids = torch.tensor([tok(prefix, add_special_tokens=False)["input_ids"]])
-        prefix_out = self.model(prefix_ids, use_cache=True)
+        prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+        prefix_out = self.model(torch.tensor([prefix_ids]), use_cache=True)
+        first = torch.log_softmax(prefix_out.logits[0, -1].float(), -1)
+        query_ids = [tok(q, add_special_tokens=False)["input_ids"] for q in queries]
         option_ids = [
             tok(o, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for o in options
         ]
-        scores = []
-        for query in queries:
-            query_ids = tok(query, add_special_tokens=False)["input_ids"]
-            cache = copy.deepcopy(prefix_out.past_key_values)
-            last_logits = prefix_out.logits[0, -1]
-            if query_ids:
-                q_out = self.model(torch.tensor([query_ids]), past_key_values=cache, use_cache=True)
-                cache, last_logits = q_out.past_key_values, q_out.logits[0, -1]
-            seen = prefix_ids.shape[1] + len(query_ids)
-            first = torch.log_softmax(last_logits.float(), -1)
-            row: list[float] = []
-            for i in range(0, len(option_ids), chunk_size):
-                group = option_ids[i : i + chunk_size]
-                row += self._score_group(cache, seen, first, group)
-            scores.append(row)
-        return scores
+        pairs = [(q, o) for q in query_ids for o in option_ids]
+        totals: list[float] = []
+        for i in range(0, len(pairs), chunk_size):
+            group = pairs[i : i + chunk_size]
+            totals += self._score_rows(prefix_out.past_key_values, len(prefix_ids), first, group)
+        width = len(options)
+        return [totals[j * width : (j + 1) * width] for j in range(len(queries))]
 
-    def _score_group(
-        self, cache: Any, seen: int, first: torch.Tensor, group: list[list[int]]
+    def _score_rows(
+        self,
+        cache: Any,
+        seen: int,
+        first: torch.Tensor,
+        rows: list[tuple[list[int], list[int]]],
     ) -> list[float]:
-        longest = max(len(ids) for ids in group)
+        sequences = [q + o for q, o in rows]
+        longest = max(len(s) for s in sequences)
         pad = self.tokenizer.pad_token_id
-        padded = torch.tensor([ids + [pad] * (longest - len(ids)) for ids in group])
+        ids = torch.tensor([s + [pad] * (longest - len(s)) for s in sequences])
+        mask = torch.zeros(len(rows), seen + longest, dtype=torch.long)
+        mask[:, :seen] = 1
+        for r, s in enumerate(sequences):
+            mask[r, seen : seen + len(s)] = 1
         expanded = copy.deepcopy(cache)
-        expanded.batch_repeat_interleave(len(group))
-        mask = torch.ones(len(group), seen + longest, dtype=torch.long)
-        out = self.model(padded, past_key_values=expanded, attention_mask=mask)
-        logp = torch.log_softmax(out.logits.float(), -1)
+        expanded.batch_repeat_interleave(len(rows))
+        logp = torch.log_softmax(
+            self.model(ids, past_key_values=expanded, attention_mask=mask).logits.float(), -1
+        )
         totals = []
-        for i, ids in enumerate(group):
-            total = float(first[ids[0]])
-            for j in range(1, len(ids)):
-                total += float(logp[i, j - 1, ids[j]])
+        for r, (query, option) in enumerate(rows):
+            total = 0.0
+            for j, token in enumerate(option):
+                at = len(query) + j - 1  # the position whose output predicts this token
+                total += float(first[token]) if at < 0 else float(logp[r, at, token])
             totals.append(total)
         return totals
 
@@ -277,7 +280,7 @@ class _SchemaLogitsProcessor(LogitsProcessor):
                 self.prompt_ids[row] + generated
             ).allowed_tokens
             mask[row, allowed] = 0
-        return scores + mask
+        return cast(torch.FloatTensor, scores + mask)
 
 
 class LocalChatModel(BaseChatModel):
@@ -338,7 +341,7 @@ class LocalChatModel(BaseChatModel):
             }
             message = AIMessage(
                 content=c.text,
-                usage_metadata=usage,  # type: ignore[arg-type]
+                usage_metadata=usage,
                 response_metadata={"model": self.model_id, "batch_ms": elapsed_ms},
             )
             results.append(ChatResult(generations=[ChatGeneration(message=message)]))

@@ -14,7 +14,7 @@ import logging
 import math
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +32,11 @@ from service.prompts import Prompt, fence, load_prompt
 from service.schemas import (
     Article,
     Demand,
+    DemandDraft,
     ExtractionDraft,
     Meta,
     Position,
+    PositionDraft,
     Result,
 )
 from service.settings import Settings
@@ -58,7 +60,7 @@ class _Work:
     chunks: int = 1
     prompt_tokens: int = 0
     generated_tokens: int = 0
-    timings: Counter[str] = field(default_factory=Counter)
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     error: StandpointError | None = None
 
 
@@ -108,7 +110,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             raise result
         return result
 
-    def batch(  # type: ignore[override]
+    def batch(
         self,
         inputs: list[Article | dict[str, Any]],
         config: RunnableConfig | list[RunnableConfig] | None = None,
@@ -127,7 +129,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def settings_key(self) -> str:
         """The settings that change results, for cache keys."""
         s = self.settings
-        parts = (s.summarizer, s.extractor, s.summary_sentences, s.chunk_tokens, s.max_new_tokens)
+        parts = (
+            s.summarizer,
+            s.extractor,
+            s.summary_sentences,
+            s.chunk_tokens,
+            s.max_new_tokens,
+            s.json_max_new_tokens,
+        )
         return "|".join(map(str, parts))
 
     # Stages -------------------------------------------------------------------------------
@@ -372,7 +381,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                     HumanMessage(prompt.render("user", article=fence(_join(c)))),
                 ]
                 jobs.append((w, messages))
-        budget = max(self.settings.max_new_tokens, 384)
+        budget = self.settings.json_max_new_tokens
         pending = jobs
         for attempt in range(1, JSON_ATTEMPTS + 1):
             texts = self._generate(pending, json_schema=schema, max_new_tokens=budget)
@@ -398,17 +407,18 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     def _ground_draft(self, w: _Work, draft: ExtractionDraft) -> None:
         dropped = 0
-        for item in [*draft.demands, *draft.positions]:
+        items: list[DemandDraft | PositionDraft] = [*draft.demands, *draft.positions]
+        for item in items:
             span = locate_quote(item.quote, w.text)
             actor_ok = bool(item.actor.strip()) and fold(item.actor).lower() in fold(w.text).lower()
-            content = getattr(item, "demand", None) or getattr(item, "issue", "")
+            content = item.demand if isinstance(item, DemandDraft) else item.issue
             if span is None or not actor_ok or unsupported_terms(content, w.text):
                 dropped += 1
                 continue
             start, end = span
-            evidence = {"quote": w.text[start:end], "start": start, "end": end}
+            evidence: dict[str, Any] = {"quote": w.text[start:end], "start": start, "end": end}
             data = item.model_dump(exclude={"quote"})
-            if hasattr(item, "demand"):
+            if isinstance(item, DemandDraft):
                 w.demands.append(Demand(**data, **evidence))
             else:
                 w.positions.append(Position(**data, **evidence))

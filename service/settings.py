@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Summarizer = Literal["lead", "centrality", "model-rank", "model-write"]
 Extractor = Literal["rules", "model-score", "model-json"]
@@ -36,7 +36,31 @@ class Settings(BaseSettings):
     max_chars: int = Field(default=200_000, ge=100)
     chunk_tokens: int = Field(default=1200, ge=128)
     max_new_tokens: int = Field(default=160, ge=8, le=4096)
+    json_max_new_tokens: int = Field(default=384, ge=16, le=8192)
     batch_size: int = Field(default=8, ge=1, le=256)
+
+    # HTTP API (standpoint serve)
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key: SecretStr | None = Field(default=None, min_length=8)
+    max_body_bytes: int = Field(default=4_000_000, ge=1024)
+    max_batch_articles: int = Field(default=64, ge=1, le=10_000)
+    queue_size: int = Field(default=64, ge=1)
+    request_timeout_s: float = Field(default=300.0, gt=0)
+    # comma-separated in STANDPOINT_CORS_ORIGINS; empty means no CORS headers at all
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cache_path: Path | None = None  # default: cache_dir / "results.sqlite"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @property
+    def result_cache_path(self) -> Path:
+        return self.cache_path or self.cache_dir / "results.sqlite"
 
     @model_validator(mode="after")
     def _check_model(self) -> Settings:

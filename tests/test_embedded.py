@@ -27,7 +27,9 @@ def test_embedded_model_answers(embedded):
     ("summarizer", "extractor"), [("model-write", "model-json"), ("model-rank", "model-score")]
 )
 def test_embedded_pipeline_on_a_seed_is_grounded(embedded, seed_articles, summarizer, extractor):
-    settings = Settings(summarizer=summarizer, extractor=extractor)
+    settings = Settings(
+        summarizer=summarizer, extractor=extractor, max_new_tokens=96, json_max_new_tokens=192
+    )
     result = Pipeline(settings=settings, model=embedded).invoke(seed_articles[1])
     for item in [*result.demands, *result.positions]:
         assert result.text[item.start : item.end] == item.quote

@@ -1,0 +1,706 @@
+"""HTTP API: the FastAPI app factory, routes, error handlers, and the dynamic batcher.
+
+One model, many clients: each request waits in a bounded queue; a single worker takes up to
+``batch_size`` waiting articles at once and answers them with one ``Pipeline.run`` call, in
+one thread (the model and the cache's SQLite connection live there). A full queue is a 429,
+a request past its deadline a 504, and a client that hangs up before its turn is dropped
+from the queue without its work being run. Errors become JSON ``{"error": {"status",
+"message"}}`` in the handlers here and nowhere else.
+
+No ``from __future__ import annotations`` here: the routes are built inside a function, and
+FastAPI must see their annotations (which use local values such as the seed examples) as objects.
+"""
+
+import argparse
+import asyncio
+import collections
+import hmac
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.cache import ResultCache
+from service.errors import InputError, ModelError, StandpointError
+from service.schemas import Article, Result
+from service.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from service.pipeline import Pipeline
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+# Errors that only exist at the HTTP edge ----------------------------------------------------
+class UnauthorizedError(StandpointError):
+    status_code = 401
+
+
+class BodyTooLargeError(StandpointError):
+    status_code = 413
+
+
+class QueueFullError(StandpointError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReadyError(ModelError):
+    """The pipeline (and its model) is still loading, failed to load, or is shutting down."""
+
+
+class DeadlineError(StandpointError):
+    status_code = 504
+
+
+class ClientGoneError(StandpointError):
+    """The client disconnected while waiting; nobody reads the response."""
+
+    status_code = 499
+
+
+# API types ----------------------------------------------------------------------------------
+class SummarizeRequest(Article):
+    """One article: exactly one of ``text`` or ``html``, an optional ``id`` and ``options``."""
+
+
+class SummarizeResponse(Result):
+    """The summary, demands and positions; ``text[start:end] == quote`` for every item."""
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    articles: list[SummarizeRequest] = Field(
+        min_length=1, description="Articles, answered in order (at most max_batch_articles)."
+    )
+
+
+class ErrorBody(BaseModel):
+    status: int
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class BatchOk(BaseModel):
+    ok: Literal[True] = True
+    result: Result
+
+
+class BatchFailed(BaseModel):
+    ok: Literal[False] = False
+    error: ErrorBody
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchOk | BatchFailed]
+
+
+class Seed(BaseModel):
+    id: str
+    text: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in {
+        400: "The body could not be read as JSON (for instance, not UTF-8).",
+        401: "Missing or wrong API key (only when one is configured).",
+        413: "Request body over max_body_bytes.",
+        422: "Invalid input.",
+        429: "The queue is full; see Retry-After.",
+        500: "Unexpected error (logged on the server).",
+        503: "The model is not loaded yet or failed.",
+        504: "No result within request_timeout_s.",
+    }.items()
+}
+
+
+# Metrics ------------------------------------------------------------------------------------
+class Metrics:
+    """Prometheus metrics in a registry of their own (one per app, so tests can make many)."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "standpoint_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "standpoint_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "standpoint_queue_depth", "Requests waiting for the model.", registry=r
+        )
+        self.batch_articles = Histogram(
+            "standpoint_batch_articles",
+            "Articles per pipeline run (dynamic batch size).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=r,
+        )
+        self.articles = Counter(
+            "standpoint_articles", "Articles answered, by outcome.", ["outcome"], registry=r
+        )
+        self.dropped = Counter(
+            "standpoint_dropped_requests",
+            "Requests that left before their result: client disconnected or deadline passed.",
+            ["reason"],
+            registry=r,
+        )
+        self.generated_tokens = Counter(
+            "standpoint_generated_tokens", "Tokens the model generated.", registry=r
+        )
+        self.prompt_tokens = Counter(
+            "standpoint_prompt_tokens", "Prompt tokens the model read.", registry=r
+        )
+        self.cache_hits = Counter("standpoint_cache_hits", "Result cache hits.", registry=r)
+        self.cache_misses = Counter("standpoint_cache_misses", "Result cache misses.", registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class CountingCache(ResultCache):
+    """The result cache, counting hits and misses; ``put`` sees exactly the fresh results."""
+
+    def __init__(self, path: Path, *, metrics: Metrics) -> None:
+        super().__init__(path)
+        self.metrics = metrics
+
+    def get(self, key: str) -> Result | None:
+        hit = super().get(key)
+        (self.metrics.cache_hits if hit is not None else self.metrics.cache_misses).inc()
+        return hit
+
+    def put(self, key: str, result: Result) -> None:
+        super().put(key, result)
+        self.metrics.generated_tokens.inc(result.meta.generated_tokens)
+        self.metrics.prompt_tokens.inc(result.meta.prompt_tokens)
+
+
+# Dynamic batching ---------------------------------------------------------------------------
+Outcome = Result | StandpointError
+
+
+@dataclass(eq=False)
+class _Job:
+    articles: Sequence[Article]
+    future: asyncio.Future[list[Outcome]]
+
+
+class Batcher:
+    """A bounded queue of requests drained by one worker into ``Pipeline.run`` calls."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        metrics: Metrics,
+        pipeline: "Pipeline | None",
+        load: Callable[[], "Pipeline"],
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.pipeline = pipeline
+        self.load_error: str | None = None
+        self.cache: ResultCache | None = None
+        self._load = load
+        self._waiting: collections.deque[_Job] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._seconds_per_run = 1.0
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._tasks = []
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="standpoint-model")
+        self.cache = CountingCache(self.settings.result_cache_path, metrics=self.metrics)
+        if self.pipeline is None:
+            self._tasks.append(asyncio.create_task(self._load_pipeline()))
+        self._tasks.append(asyncio.create_task(self._work()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._waiting:
+            self._waiting.popleft().future.cancel()  # its request answers 503
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _load_pipeline(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
+        try:
+            self.pipeline = await loop.run_in_executor(self._executor, self._load)
+        except StandpointError as exc:
+            self.load_error = f"the model failed to load: {exc.message}"
+            logger.error("%s", self.load_error)
+            return
+        except Exception:
+            self.load_error = "the model failed to load; see the server log"
+            logger.exception("loading the pipeline failed")
+            return
+        logger.info("pipeline ready in %.1f s", time.perf_counter() - started)
+
+    @property
+    def depth(self) -> int:
+        return len(self._waiting)
+
+    async def submit(self, articles: Sequence[Article], *, request: Request) -> list[Outcome]:
+        """Results in order, once the worker has run them; raises if the request cannot wait."""
+        if self.pipeline is None:
+            raise NotReadyError(self.load_error or "the model is loading; try again shortly")
+        if len(self._waiting) >= self.settings.queue_size:
+            runs_ahead = math.ceil(len(self._waiting) / self.settings.batch_size) + 1
+            raise QueueFullError(
+                f"the queue is full ({self.settings.queue_size} requests waiting)",
+                retry_after=max(1, math.ceil(runs_ahead * self._seconds_per_run)),
+            )
+        job = _Job(articles=articles, future=asyncio.get_running_loop().create_future())
+        self._waiting.append(job)
+        self.metrics.queue_depth.set(len(self._waiting))
+        assert self._wake is not None, "the batcher is not started (run the app's lifespan)"
+        self._wake.set()
+        watcher = asyncio.create_task(_disconnected(request))
+        waiters: set[asyncio.Future[Any]] = {job.future, watcher}
+        try:
+            done, _ = await asyncio.wait(
+                waiters,
+                timeout=self.settings.request_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            watcher.cancel()
+        if job.future.cancelled():
+            raise NotReadyError("the server is shutting down")
+        if job.future.done():
+            return job.future.result()
+        self._drop(job)
+        if watcher in done:
+            self.metrics.dropped.labels("disconnected").inc()
+            raise ClientGoneError("the client disconnected")
+        self.metrics.dropped.labels("deadline").inc()
+        raise DeadlineError(f"no result within {self.settings.request_timeout_s:g} s; try again")
+
+    def _drop(self, job: _Job) -> None:
+        job.future.cancel()
+        if job in self._waiting:
+            self._waiting.remove(job)
+            self.metrics.queue_depth.set(len(self._waiting))
+
+    def _take(self) -> list[_Job]:
+        """The oldest waiting jobs, up to batch_size articles (always at least one job)."""
+        jobs: list[_Job] = []
+        count = 0
+        while self._waiting:
+            job = self._waiting[0]
+            if job.future.done():
+                self._waiting.popleft()
+                continue
+            if jobs and count + len(job.articles) > self.settings.batch_size:
+                break
+            jobs.append(self._waiting.popleft())
+            count += len(job.articles)
+        self.metrics.queue_depth.set(len(self._waiting))
+        return jobs
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while jobs := self._take():
+                articles = [a for job in jobs for a in job.articles]
+                self.metrics.batch_articles.observe(len(articles))
+                started = time.perf_counter()
+                try:
+                    outcomes = await loop.run_in_executor(self._executor, self._run, articles)
+                except Exception as exc:  # reaches each waiting request, answered there as a 500
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                elapsed = time.perf_counter() - started
+                self._seconds_per_run = 0.8 * self._seconds_per_run + 0.2 * elapsed
+                at = 0
+                for job in jobs:
+                    part, at = outcomes[at : at + len(job.articles)], at + len(job.articles)
+                    if not job.future.done():
+                        job.future.set_result(part)
+
+    def _run(self, articles: list[Article]) -> list[Outcome]:
+        assert self.pipeline is not None
+        outcomes = self.pipeline.run(list(articles), cache=self.cache)
+        for outcome in outcomes:
+            self.metrics.articles.labels("ok" if isinstance(outcome, Result) else "error").inc()
+        return outcomes
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client hangs up (the body has been read, so only that can arrive)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+# The edge: body limit, request metrics, last-resort 500 --------------------------------------
+def _error_json(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"status": status, "message": message}}, status_code=status, headers=headers
+    )
+
+
+class EdgeMiddleware:
+    """Outermost layer: refuses bodies over the limit, counts requests, turns crashes into 500s."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_counted(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+            await send(message)
+
+        try:
+            replay = await self._read_body(scope, receive)
+            if replay is None:
+                error = _error_json(413, f"the request body is over {self.max_body_bytes} bytes")
+                await error(scope, receive, send_counted)
+            else:
+                await self.app(scope, replay, send_counted)
+        except Exception:
+            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if not response_started:
+                crash = _error_json(500, "internal server error; it has been logged")
+                await crash(scope, receive, send_counted)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> Receive | None:
+        """A receive that replays the whole body, or None if the body is over the limit."""
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"").decode("latin-1")
+        if declared.isdigit() and int(declared) > self.max_body_bytes:
+            return None
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            size += len(message.get("body", b""))
+            if size > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                break
+        pending = collections.deque(messages)
+
+        async def replay() -> Message:
+            return pending.popleft() if pending else await receive()
+
+        return replay
+
+
+# Dependencies -------------------------------------------------------------------------------
+bearer = HTTPBearer(auto_error=False, description="Only when STANDPOINT_API_KEY is set.")
+
+
+def check_api_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    key = request.app.state.settings.api_key
+    if key is None:
+        return
+    given = credentials.credentials.encode() if credentials is not None else b""
+    if not hmac.compare_digest(given, key.get_secret_value().encode()):
+        raise UnauthorizedError("missing or wrong API key; send Authorization: Bearer <key>")
+
+
+def get_batcher(request: Request) -> Batcher:
+    batcher: Batcher = request.app.state.batcher
+    return batcher
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+BatcherDep = Annotated[Batcher, Depends(get_batcher)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+# Routes -------------------------------------------------------------------------------------
+def read_seeds(folder: Path = SEEDS_DIR) -> list[Seed]:
+    return [
+        Seed(id=p.stem, text=p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.txt"))
+    ]
+
+
+def _outcome(outcome: Outcome) -> BatchOk | BatchFailed:
+    if isinstance(outcome, StandpointError):
+        return BatchFailed(error=ErrorBody(status=outcome.status_code, message=outcome.message))
+    return BatchOk(result=outcome)
+
+
+def _api_router(seeds: list[Seed]) -> APIRouter:
+    examples: dict[str, Any] = {
+        seed.id: {"summary": f"seed article {seed.id}", "value": {"id": seed.id, "text": seed.text}}
+        for seed in seeds
+    }
+    examples["html"] = {
+        "summary": "HTML input, two-sentence summary, no extraction",
+        "value": {
+            "html": "<article><h1>Talks resume</h1><p>The union demanded a 5% raise from the "
+            "city before the strike ends. The mayor said she opposes any raise this year.</p>"
+            "</article>",
+            "options": {"summary_sentences": 2, "extraction": False},
+        },
+    }
+    batch_examples = {
+        "seeds": {
+            "summary": "all seed articles",
+            "value": {"articles": [{"id": s.id, "text": s.text} for s in seeds]},
+        }
+    }
+    router = APIRouter(dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
+
+    @router.post("/v1/summaries", response_model=SummarizeResponse, tags=["summaries"])
+    async def summarize(
+        article: Annotated[SummarizeRequest, Body(openapi_examples=examples)],
+        request: Request,
+        batcher: BatcherDep,
+    ) -> Result:
+        """Summarize one article and extract its demands and positions, with quotes."""
+        (outcome,) = await batcher.submit([article], request=request)
+        if isinstance(outcome, StandpointError):
+            raise outcome
+        return outcome
+
+    @router.post("/v1/summaries/batch", tags=["summaries"])
+    async def summarize_batch(
+        body: Annotated[BatchRequest, Body(openapi_examples=batch_examples)],
+        request: Request,
+        batcher: BatcherDep,
+        settings: SettingsDep,
+    ) -> BatchResponse:
+        """Many articles in one request; each answered in order with a result or an error."""
+        if len(body.articles) > settings.max_batch_articles:
+            raise InputError(
+                f"{len(body.articles)} articles; the limit is {settings.max_batch_articles} "
+                "(STANDPOINT_MAX_BATCH_ARTICLES)"
+            )
+        outcomes = await batcher.submit(body.articles, request=request)
+        return BatchResponse(results=[_outcome(o) for o in outcomes])
+
+    @router.get("/v1/seeds", tags=["seeds"])
+    async def list_seeds() -> list[Seed]:
+        """The seed articles standpoint was built from, for trying it out."""
+        return seeds
+
+    @router.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics."""
+        request.app.state.metrics.queue_depth.set(request.app.state.batcher.depth)
+        return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _open_router() -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses={503: ERROR_RESPONSES[503]})
+    async def readyz(batcher: BatcherDep) -> dict[str, str]:
+        """The pipeline (and its model) is loaded and requests will be answered."""
+        if batcher.pipeline is None:
+            raise NotReadyError(batcher.load_error or "the model is loading")
+        return {"status": "ready", "model": batcher.pipeline.model_id}
+
+    @router.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    return router
+
+
+# Error handlers -----------------------------------------------------------------------------
+async def _standpoint_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StandpointError)
+    headers = {}
+    if isinstance(exc, QueueFullError):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, UnauthorizedError):
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.status_code >= 500 and not isinstance(exc, NotReadyError):  # readiness probes poll
+        logger.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    return _error_json(exc.status_code, exc.message, headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        problems.append(f"{where}: {err.get('msg', 'invalid')}")
+    return _error_json(422, "; ".join(problems) or "invalid request")
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return _error_json(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+# The app ------------------------------------------------------------------------------------
+def load_pipeline(settings: Settings, *, load_model: bool = False) -> "Pipeline":
+    """The pipeline for these settings, loading the model if a stage needs it (or if asked)."""
+    from service.pipeline import Pipeline
+
+    needs_model = settings.summarizer.startswith("model") or settings.extractor.startswith("model")
+    model = None
+    if needs_model or load_model:
+        from service.model import load_model as load
+
+        model = load(settings)
+    return Pipeline(settings=settings, model=model)
+
+
+def create_app(
+    settings: Settings | None = None,
+    pipeline: "Pipeline | None" = None,
+    *,
+    load_model: bool = False,
+) -> FastAPI:
+    """The app. Without a ``pipeline`` one is built (and its model loaded) after start-up."""
+    settings = settings or get_settings()
+    metrics = Metrics()
+    batcher = Batcher(
+        settings=settings,
+        metrics=metrics,
+        pipeline=pipeline,
+        load=lambda: load_pipeline(settings, load_model=load_model),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await batcher.start()
+        try:
+            yield
+        finally:
+            await batcher.stop()
+
+    app = FastAPI(
+        title="standpoint",
+        version="0.1.0",
+        summary="Faithful news summaries, demands and positions with verbatim quotes.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.batcher = batcher
+    app.include_router(_api_router(read_seeds()))
+    app.include_router(_open_router())
+    app.add_exception_handler(StandpointError, _standpoint_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(EdgeMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return app
+
+
+# CLI plug: standpoint serve -----------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from service.cli import add_pipeline_arguments
+
+    parser.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--port", type=int, help="port (default 8000)")
+    add_pipeline_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    overrides = {
+        k: v
+        for k, v in vars(args).items()
+        if k in {"model", "summarizer", "extractor", "host", "port"} and v is not None
+    }
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise StandpointError(exc.errors()[0]["msg"]) from exc
+    if settings.host not in LOOPBACK and settings.api_key is None:
+        logger.warning(
+            "listening on %s without STANDPOINT_API_KEY: anyone can call it", settings.host
+        )
+    app = create_app(settings, load_model=args.load_model)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    return 0

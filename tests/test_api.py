@@ -1,0 +1,570 @@
+"""The HTTP API with the model-free pipeline (lead + rules): endpoints, errors, batching, cache."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import hypothesis
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from langchain_core.language_models import FakeListChatModel
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.generation import GenerationMode
+
+import service.api
+from service.api import create_app
+from service.cli import parser
+from service.errors import ModelError
+from service.pipeline import Pipeline
+from service.settings import Settings
+from tests.conftest import SEEDS
+
+SEED = {"id": SEEDS[0].stem, "text": SEEDS[0].read_text(encoding="utf-8")}
+
+
+def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    return Settings(cache_dir=tmp_path, **overrides)
+
+
+class GatedPipeline(Pipeline):
+    """The model-free pipeline; each run records its article ids, then waits for the gate."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings=settings)
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.calls: list[list[str | None]] = []
+
+    def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
+        self.calls.append([a.id for a in inputs])
+        self.started.set()
+        assert self.gate.wait(10), "the test never opened the gate"
+        return super().run(inputs, cache=cache)
+
+
+class SpyPipeline(Pipeline):
+    """Counts the articles that were really summarized (not answered from the cache)."""
+
+    summarized = 0
+
+    def _summarize(self, works):  # type: ignore[no-untyped-def]
+        self.summarized += len(works)
+        super()._summarize(works)
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        yield c
+
+
+def error_of(response: httpx.Response, status: int) -> str:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["status"] == status
+    message: str = body["error"]["message"]
+    assert "Traceback" not in message
+    return message
+
+
+def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+async def async_wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        await asyncio.sleep(0.01)
+
+
+def article(i: int) -> dict[str, str]:
+    return {
+        "id": f"a{i}",
+        "text": f"Story {i}. The union demanded a raise of {i} percent from the city council. "
+        "The mayor said she opposes any raise this year because the budget is tight.",
+    }
+
+
+# Endpoints ---------------------------------------------------------------------------------
+def test_summary_has_grounded_items(client: TestClient) -> None:
+    response = client.post("/v1/summaries", json=SEED)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["id"] == SEED["id"] and result["summary"]
+    assert result["demands"] and result["positions"]
+    for item in result["demands"] + result["positions"]:
+        assert result["text"][item["start"] : item["end"]] == item["quote"]
+
+
+def test_options_and_html_input(client: TestClient) -> None:
+    html = "<html><body><article><p>" + SEED["text"].replace("\n", "</p><p>") + "</p></article>"
+    result = client.post(
+        "/v1/summaries",
+        json={"html": html, "options": {"extraction": False, "summary_sentences": 1}},
+    ).json()
+    assert result["demands"] == [] and result["positions"] == []
+    assert result["summary"]
+
+
+def test_batch_answers_in_order_with_per_article_errors(client: TestClient) -> None:
+    articles = [article(1), {"id": "empty", "text": "   "}, article(2)]
+    response = client.post("/v1/summaries/batch", json={"articles": articles})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["ok"] for r in results] == [True, False, True]
+    assert [results[0]["result"]["id"], results[2]["result"]["id"]] == ["a1", "a2"]
+    assert results[1]["error"] == {"status": 422, "message": "the article has no text"}
+
+
+def test_batch_limits(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_batch_articles=2)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        too_many = {"articles": [article(1), article(2), article(3)]}
+        assert "limit is 2" in error_of(c.post("/v1/summaries/batch", json=too_many), 422)
+        error_of(c.post("/v1/summaries/batch", json={"articles": []}), 422)
+
+
+def test_health_ready_seeds_page_and_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json() == {"status": "ready", "model": "none"}
+    seeds = client.get("/v1/seeds").json()
+    assert [s["id"] for s in seeds] == [p.stem for p in SEEDS]
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert 'id="article"' in page.text
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    examples = schema["paths"]["/v1/summaries"]["post"]["requestBody"]["content"][
+        "application/json"
+    ]["examples"]
+    assert examples[SEED["id"]]["value"]["text"] == SEED["text"]
+
+
+# Errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"text": ""}, "no text"),
+        ({"text": "   \n "}, "no text"),
+        ({"text": "a", "html": "<p>b</p>"}, "exactly one"),
+        ({}, "exactly one"),
+        ({"text": 42}, "text"),
+        ({"text": "ok", "options": {"summary_sentences": 0}}, "summary_sentences"),
+        ({"text": "ok", "colour": "red"}, "colour"),
+        ([1, 2], "body"),
+    ],
+)
+def test_invalid_input_is_422(client: TestClient, body: Any, needle: str) -> None:
+    assert needle in error_of(client.post("/v1/summaries", json=body), 422)
+
+
+def test_broken_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/summaries", content=b'{"text": ', headers={"content-type": "application/json"}
+    )
+    error_of(response, 422)
+
+
+def test_text_over_max_chars_is_422(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_chars=100)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        assert "limit is 100" in error_of(c.post("/v1/summaries", json={"text": "word " * 60}), 422)
+
+
+def test_body_over_limit_is_413_with_or_without_content_length(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_body_bytes=2048)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        big = json.dumps({"text": "word " * 1000}).encode()
+        error_of(c.post("/v1/summaries", content=big), 413)
+
+        def chunks() -> Iterator[bytes]:  # streamed: no Content-Length header
+            yield from (big[i : i + 500] for i in range(0, len(big), 500))
+
+        error_of(c.post("/v1/summaries", content=chunks()), 413)
+        assert c.post("/v1/summaries", json=article(1)).status_code == 200
+
+
+def test_unknown_route_and_method(client: TestClient) -> None:
+    error_of(client.get("/nowhere"), 404)
+    error_of(client.delete("/v1/summaries"), 405)
+
+
+def test_model_error_is_503(tmp_path: Path) -> None:
+    class Broken(Pipeline):
+        def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
+            return [ModelError("the model failed: timeout") for _ in inputs]
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, Broken(settings=settings))) as c:
+        assert error_of(c.post("/v1/summaries", json=article(1)), 503) == (
+            "the model failed: timeout"
+        )
+
+
+def test_unexpected_exception_is_a_generic_500_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Crashing(Pipeline):
+        def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
+            raise RuntimeError("secret internals at /srv/db")
+
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, Crashing(settings=settings))) as c:
+        response = c.post("/v1/summaries", json=article(1))
+        message = error_of(response, 500)
+    assert "secret" not in response.text and "RuntimeError" not in response.text
+    assert message == "internal server error; it has been logged"
+    assert any("secret internals" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
+def test_not_ready_until_the_pipeline_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded = threading.Event()
+
+    def slow_load(settings: Settings, *, load_model: bool = False) -> Pipeline:
+        assert loaded.wait(10)
+        return Pipeline(settings=settings)
+
+    monkeypatch.setattr(service.api, "load_pipeline", slow_load)
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        assert "loading" in error_of(c.get("/readyz"), 503)
+        error_of(c.post("/v1/summaries", json=article(1)), 503)
+        assert c.get("/healthz").status_code == 200
+        loaded.set()
+        wait_until(lambda: c.get("/readyz").status_code == 200)
+        assert c.post("/v1/summaries", json=article(1)).status_code == 200
+
+
+def test_a_model_that_fails_to_load_keeps_readyz_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failing_load(settings: Settings, *, load_model: bool = False) -> Pipeline:
+        raise ModelError("no weights at /models/x")
+
+    monkeypatch.setattr(service.api, "load_pipeline", failing_load)
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        wait_until(lambda: "failed" in c.get("/readyz").text)
+        assert "no weights" in error_of(c.get("/readyz"), 503)
+        assert "no weights" in error_of(c.post("/v1/summaries", json=article(1)), 503)
+
+
+# Security ----------------------------------------------------------------------------------
+def test_api_key_when_configured(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api_key="s3cret-key-123")
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        missing = c.post("/v1/summaries", json=article(1))
+        error_of(missing, 401)
+        assert missing.headers["www-authenticate"] == "Bearer"
+        wrong = {"Authorization": "Bearer nope"}
+        error_of(c.post("/v1/summaries", json=article(1), headers=wrong), 401)
+        error_of(c.get("/metrics", headers=wrong), 401)
+        right = {"Authorization": "Bearer s3cret-key-123"}
+        assert c.post("/v1/summaries", json=article(1), headers=right).status_code == 200
+        assert c.get("/v1/seeds", headers=right).status_code == 200
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/readyz").status_code == 200
+        assert c.get("/").status_code == 200
+
+
+def test_no_api_key_means_open(client: TestClient) -> None:
+    assert client.post("/v1/summaries", json=article(1)).status_code == 200
+    assert client.get("/metrics").status_code == 200
+
+
+def test_cors_only_when_configured(tmp_path: Path) -> None:
+    preflight = {
+        "Origin": "http://news.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+    }
+    settings = make_settings(tmp_path)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        response = c.options("/v1/summaries", headers=preflight)
+        assert "access-control-allow-origin" not in response.headers
+    settings = make_settings(tmp_path, cors_origins=["http://news.example"])
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        response = c.options("/v1/summaries", headers=preflight)
+        assert response.headers["access-control-allow-origin"] == "http://news.example"
+
+
+def test_settings_refuse_bad_values(tmp_path: Path) -> None:
+    for bad in ({"port": 0}, {"queue_size": 0}, {"api_key": "short"}, {"request_timeout_s": 0}):
+        with pytest.raises(ValueError):
+            make_settings(tmp_path, **bad)
+    assert Settings(cors_origins="http://a, http://b").cors_origins == ["http://a", "http://b"]  # type: ignore[arg-type]
+
+
+def test_serve_binds_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
+    args = parser().parse_args(["serve"])
+    assert service.api.run(args) == 0
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
+    args = parser().parse_args(["serve", "--port", "8123", "--summarizer", "centrality"])
+    service.api.run(args)
+    assert seen["port"] == 8123
+    assert seen["app"].state.settings.summarizer == "centrality"
+
+
+# One model, many clients -------------------------------------------------------------------
+async def _with_app(app: FastAPI, body: Any) -> Any:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await body(client)
+
+
+def test_forty_clients_are_all_answered_in_dynamic_batches(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, batch_size=8, queue_size=64)
+    pipeline = GatedPipeline(settings)
+    app = create_app(settings, pipeline)
+    batcher = app.state.batcher
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        tasks = [asyncio.create_task(client.post("/v1/summaries", json=article(0)))]
+        await async_wait_until(pipeline.started.is_set)  # the worker is busy with a0
+        tasks += [
+            asyncio.create_task(client.post("/v1/summaries", json=article(i))) for i in range(1, 40)
+        ]
+        await async_wait_until(lambda: batcher.depth == 39)
+        pipeline.gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    responses = asyncio.run(_with_app(app, scenario))
+    assert [r.status_code for r in responses] == [200] * 40
+    assert [r.json()["id"] for r in responses] == [f"a{i}" for i in range(40)]
+    assert [len(call) for call in pipeline.calls] == [1, 8, 8, 8, 8, 7]
+    assert sorted(i for call in pipeline.calls for i in call) == sorted(f"a{i}" for i in range(40))
+
+
+def test_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, batch_size=1, queue_size=2)
+    pipeline = GatedPipeline(settings)
+    app = create_app(settings, pipeline)
+    batcher = app.state.batcher
+
+    async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], httpx.Response]:
+        running = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
+        await async_wait_until(pipeline.started.is_set)
+        queued = [
+            asyncio.create_task(client.post("/v1/summaries", json=article(i))) for i in (1, 2)
+        ]
+        await async_wait_until(lambda: batcher.depth == 2)
+        refused = await client.post("/v1/summaries", json=article(3))
+        pipeline.gate.set()
+        return list(await asyncio.gather(running, *queued)), refused
+
+    answered, refused = asyncio.run(_with_app(app, scenario))
+    assert [r.status_code for r in answered] == [200, 200, 200]
+    assert "queue is full" in error_of(refused, 429)
+    assert int(refused.headers["retry-after"]) >= 1
+    assert pipeline.calls == [["a0"], ["a1"], ["a2"]]
+
+
+def test_deadline_is_504_and_a_late_request_is_not_run(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, request_timeout_s=0.3)
+    pipeline = GatedPipeline(settings)
+    app = create_app(settings, pipeline)
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
+        await async_wait_until(pipeline.started.is_set)
+        second = await client.post("/v1/summaries", json=article(1))
+        timed_out = await first
+        pipeline.gate.set()
+        after = await client.post("/v1/summaries", json=article(2))
+        return [timed_out, second, after]
+
+    timed_out, second, after = asyncio.run(_with_app(app, scenario))
+    assert "no result within 0.3 s" in error_of(timed_out, 504)
+    error_of(second, 504)
+    assert after.status_code == 200
+    assert pipeline.calls == [["a0"], ["a2"]]  # a1 left the queue at its deadline, unrun
+
+
+def test_a_client_that_hangs_up_is_removed_from_the_queue(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    pipeline = GatedPipeline(settings)
+    app = create_app(settings, pipeline)
+    batcher = app.state.batcher
+
+    async def raw_post(body: dict[str, str], hang_up: asyncio.Event) -> list[dict[str, Any]]:
+        """A POST over raw ASGI whose client disconnects when ``hang_up`` is set."""
+        pending = [{"type": "http.request", "body": json.dumps(body).encode()}]
+
+        async def receive() -> dict[str, Any]:
+            if pending:
+                return pending.pop()
+            await hang_up.wait()
+            return {"type": "http.disconnect"}
+
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/v1/summaries",
+            "raw_path": b"/v1/summaries",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"host", b"test")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("test", 80),
+        }
+        await app(scope, receive, send)
+        return sent
+
+    async def scenario(client: httpx.AsyncClient) -> Any:
+        first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
+        await async_wait_until(pipeline.started.is_set)
+        hang_up = asyncio.Event()
+        gone = asyncio.create_task(raw_post(article(1), hang_up))
+        await async_wait_until(lambda: batcher.depth == 1)
+        third = asyncio.create_task(client.post("/v1/summaries", json=article(2)))
+        await async_wait_until(lambda: batcher.depth == 2)
+        hang_up.set()
+        await gone
+        assert batcher.depth == 1
+        pipeline.gate.set()
+        metrics = (await client.get("/metrics")).text
+        return await first, await third, metrics
+
+    first, third, metrics = asyncio.run(_with_app(app, scenario))
+    assert first.status_code == third.status_code == 200
+    assert pipeline.calls == [["a0"], ["a2"]]
+    assert 'standpoint_dropped_requests_total{reason="disconnected"} 1.0' in metrics
+
+
+def test_model_backed_pipeline_batches_across_requests(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, summarizer="model-write", batch_size=4)
+    reply = "The union demanded a raise from the city council."
+    model = FakeListChatModel(responses=[reply] * 8)
+    pipeline = Pipeline(settings=settings, model=model)
+    app = create_app(settings, pipeline)
+
+    async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        posts = [client.post("/v1/summaries", json=article(i)) for i in range(4)]
+        return list(await asyncio.gather(*posts))
+
+    responses = asyncio.run(_with_app(app, scenario))
+    for r in responses:
+        assert r.status_code == 200, r.text
+        assert r.json()["meta"]["summarizer"] == "model-write"
+        assert r.json()["summary"] == reply
+
+
+# Cache and metrics -------------------------------------------------------------------------
+def test_a_repeated_article_comes_from_the_cache_across_a_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "elsewhere", cache_path=tmp_path / "shared.sqlite")
+    first_pipeline = SpyPipeline(settings=settings)
+    with TestClient(create_app(settings, first_pipeline)) as c:
+        first = c.post("/v1/summaries", json=SEED).json()
+    assert first_pipeline.summarized == 1
+    assert (tmp_path / "shared.sqlite").exists()
+
+    second_pipeline = SpyPipeline(settings=settings)
+    with TestClient(create_app(settings, second_pipeline)) as c:
+        again = c.post("/v1/summaries", json={**SEED, "id": "renamed"}).json()
+        metrics = c.get("/metrics").text
+    assert second_pipeline.summarized == 0
+    assert again == {**first, "id": "renamed"}
+    assert "standpoint_cache_hits_total 1.0" in metrics
+    assert "standpoint_cache_misses_total 0.0" in metrics
+
+
+def test_metrics_count_requests_latency_queue_tokens_and_cache(client: TestClient) -> None:
+    client.post("/v1/summaries", json=article(1))
+    client.post("/v1/summaries", json=article(1))
+    client.post("/v1/summaries", json={"text": ""})
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    for line in [
+        'standpoint_http_requests_total{method="POST",route="/v1/summaries",status="200"} 2.0',
+        'standpoint_http_requests_total{method="POST",route="/v1/summaries",status="422"} 1.0',
+        'standpoint_http_request_duration_seconds_count{route="/v1/summaries"} 3.0',
+        "standpoint_queue_depth 0.0",
+        "standpoint_generated_tokens_total 0.0",
+        "standpoint_prompt_tokens_total 0.0",
+        "standpoint_cache_hits_total 1.0",
+        "standpoint_cache_misses_total 1.0",
+        'standpoint_articles_total{outcome="ok"} 2.0',
+        'standpoint_articles_total{outcome="error"} 1.0',
+        "standpoint_batch_articles_count 3.0",
+    ]:
+        assert line in text, line
+
+
+# Fuzz --------------------------------------------------------------------------------------
+FUZZ_EXAMPLES = 50  # per operation and generation mode
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_fuzz_against_the_openapi_schema_never_gives_a_5xx(
+    tmp_path: Path, mode: GenerationMode
+) -> None:
+    """Schemathesis requests from the app's own schema: no 5xx, and responses match the schema."""
+    settings = make_settings(tmp_path, max_chars=20_000)
+    schema = schemathesis.openapi.from_asgi(
+        "/openapi.json", create_app(settings, Pipeline(settings=settings))
+    )
+    ran: Counter[str] = Counter()
+    for found in schema.get_all_operations():
+        operation = found.ok()
+        inputs = [operation.body, operation.query, operation.headers, operation.path_parameters]
+        if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
+            continue  # nothing to make invalid (GET /healthz, GET /readyz)
+        _fuzz_operation(operation, mode=mode, ran=ran)()
+    print(f"fuzz {mode}: {sum(ran.values())} cases: {dict(ran)}")
+    assert len(ran) >= 4 and all(n > 0 for n in ran.values())
+
+
+def _fuzz_operation(operation: Any, *, mode: GenerationMode, ran: Counter[str]) -> Any:
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+
+    @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis.settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+    def fuzz(case: Any) -> None:
+        ran[operation.label] += 1
+        case.call_and_validate(checks=checks)
+
+    return fuzz

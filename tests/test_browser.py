@@ -1,0 +1,107 @@
+"""The page at / in headless Chromium (Debian's /usr/bin/chromium), against a real server.
+
+Needs `apt-get install -y chromium` (see `make browser`); fails, never skips, without it.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from playwright.sync_api import Page, expect, sync_playwright
+
+from service.api import create_app
+from service.pipeline import Pipeline
+from service.settings import Settings
+from tests.conftest import SEEDS
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = Settings(cache_dir=tmp_path_factory.mktemp("cache"))
+    app = create_app(settings, Pipeline(settings=settings))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server_url: str) -> Iterator[Page]:
+    assert CHROMIUM.exists(), "no /usr/bin/chromium: run `apt-get install -y chromium`"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_seed_summary_table_and_quote_highlight(page: Page, server_url: str) -> None:
+    page.goto(server_url + "/")
+    seed = SEEDS[0]
+    page.click(f"button.seed[data-seed='{seed.stem}']")
+    assert page.input_value("#article") == seed.read_text(encoding="utf-8")
+    with page.expect_response("**/v1/summaries") as answer:
+        page.click("#submit")
+    result = answer.value.json()
+    expect(page.locator("#status")).to_have_text("done")
+    expect(page.locator("#summary")).to_have_text(result["summary"])
+
+    items = sorted(result["demands"] + result["positions"], key=lambda item: item["start"])
+    rows = page.locator("#items tr.item")
+    expect(rows).to_have_count(len(items))
+    assert len(items) >= 2
+    expect(page.locator("#text mark")).to_have_count(0)
+    for index in (0, len(items) - 1):
+        item = items[index]
+        rows.nth(index).click()
+        expect(rows.nth(index)).to_have_class(re.compile(r"\bselected\b"))
+        mark = page.locator("#text mark")
+        expect(mark).to_have_count(1)
+        assert mark.text_content() == item["quote"]
+        assert result["text"][item["start"] : item["end"]] == item["quote"]
+        # the mark sits exactly at the item's offsets: the text before it is text[:start]
+        before = page.evaluate("document.getElementById('text').firstChild.textContent")
+        assert before == result["text"][: item["start"]]
+
+
+def test_errors_are_shown_not_thrown(page: Page, server_url: str) -> None:
+    page.goto(server_url + "/")
+    page.fill("#article", "   ")
+    page.click("#submit")
+    expect(page.locator("#error")).to_contain_text("422")
+    expect(page.locator("#error")).to_contain_text("no text")
