@@ -136,10 +136,13 @@ class LocalModel:
         prompts: list[str],
         *,
         max_new_tokens: int,
-        json_schema: dict[str, Any] | None = None,
+        json_schema: dict[str, Any] | list[dict[str, Any]] | None = None,
         stop: list[str] | None = None,
     ) -> list[Completion]:
-        """Greedy completions for a batch of rendered prompts, one forward pass per step."""
+        """Greedy completions for a batch of rendered prompts, one forward pass per step.
+
+        ``json_schema`` constrains every row to one schema, or each row to its own (a list).
+        """
         if not prompts:
             return []
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -150,9 +153,9 @@ class LocalModel:
                 ids[mask.bool()].tolist()
                 for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True)
             ]
-            processors.append(
-                _SchemaLogitsProcessor(self._schema_enforcer(json_schema), prompt_ids, width)
-            )
+            schemas = json_schema if isinstance(json_schema, list) else [json_schema] * len(prompts)
+            enforcers = [self._schema_enforcer(s) for s in schemas]
+            processors.append(_SchemaLogitsProcessor(enforcers, prompt_ids, width))
         output = self.model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -263,22 +266,22 @@ def _enforcer_tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
 class _SchemaLogitsProcessor(LogitsProcessor):
     """Masks every token that would take a row's output off the JSON schema."""
 
-    def __init__(self, enforcer: TokenEnforcer, prompt_ids: list[list[int]], width: int) -> None:
-        self.enforcer = enforcer
+    def __init__(
+        self, enforcers: list[TokenEnforcer], prompt_ids: list[list[int]], width: int
+    ) -> None:
+        self.enforcers = enforcers
         self.prompt_ids = prompt_ids
         self.width = width
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         mask = torch.full_like(scores, float("-inf"))
-        eos = self.enforcer.eos_token_id
         for row, ids in enumerate(input_ids.tolist()):
+            enforcer = self.enforcers[row]
             generated = ids[self.width :]
-            if eos in generated:
-                mask[row, eos] = 0
+            if enforcer.eos_token_id in generated:
+                mask[row, enforcer.eos_token_id] = 0
                 continue
-            allowed = self.enforcer.get_allowed_tokens(
-                self.prompt_ids[row] + generated
-            ).allowed_tokens
+            allowed = enforcer.get_allowed_tokens(self.prompt_ids[row] + generated).allowed_tokens
             mask[row, allowed] = 0
         return cast(torch.FloatTensor, scores + mask)
 

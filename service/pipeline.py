@@ -44,6 +44,9 @@ from service.settings import Settings
 logger = logging.getLogger(__name__)
 
 JSON_ATTEMPTS = 2
+DRAFT_MAX_ITEMS = 3
+DRAFT_TEXT_CHARS = 120
+DRAFT_SHORT_CHARS = 60
 
 
 @dataclass
@@ -369,24 +372,28 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     def _extract_json(self, works: list[_Work]) -> None:
         prompt = self.prompts["extract"]
-        schema = ExtractionDraft.model_json_schema()
-        fields = _field_descriptions(schema)
-        jobs = []
+        fields = _field_descriptions(ExtractionDraft.model_json_schema())
+        jobs, schemas = [], []
         for w in works:
             chunks = self._chunks(w.sentences)
             w.chunks = max(w.chunks, len(chunks))
+            index = index_actors(w.text)
             for c in chunks:
                 messages = [
                     SystemMessage(prompt.render("system", fields=fields)),
                     HumanMessage(prompt.render("user", article=fence(_join(c)))),
                 ]
                 jobs.append((w, messages))
-        budget = self.settings.json_max_new_tokens
-        pending = jobs
+                schemas.append(draft_schema(c, names_in(_join(c), index)))
+        pending = list(zip(jobs, schemas, strict=True))
         for attempt in range(1, JSON_ATTEMPTS + 1):
-            texts = self._generate(pending, json_schema=schema, max_new_tokens=budget)
+            texts = self._generate(
+                [job for job, _ in pending],
+                schemas=[schema for _, schema in pending],
+                max_new_tokens=self.settings.json_max_new_tokens,
+            )
             retry = []
-            for (w, messages), text in zip(pending, texts, strict=True):
+            for ((w, messages), schema), text in zip(pending, texts, strict=True):
                 try:
                     draft = ExtractionDraft.model_validate_json(text)
                 except ValidationError as exc:
@@ -394,7 +401,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                         fix = (
                             f"That was not valid: {_first_error(exc)}. Return shorter, valid JSON."
                         )
-                        retry.append((w, [*messages, HumanMessage(fix)]))
+                        retry.append(((w, [*messages, HumanMessage(fix)]), schema))
                     else:
                         w.warnings.append(f"the model's JSON was invalid after {attempt} attempts")
                     continue
@@ -426,22 +433,36 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             w.warnings.append(f"dropped {dropped} model items not grounded in the article")
 
     # Model plumbing -----------------------------------------------------------------------
-    def _generate(self, jobs: list[tuple[_Work, list[BaseMessage]]], **kwargs: Any) -> list[str]:
+    def _generate(
+        self,
+        jobs: list[tuple[_Work, list[BaseMessage]]],
+        *,
+        schemas: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Replies for many conversations, batched; ``schemas`` constrain each reply's JSON."""
         if not jobs:
             return []
         assert self.model is not None
-        if "json_schema" in kwargs and not hasattr(self.model, "local"):
-            schema = kwargs.pop("json_schema")
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "extraction", "schema": schema, "strict": False},
-            }
+        local = hasattr(self.model, "local")
+        if not local:
             kwargs.pop("max_new_tokens", None)
         texts = []
         size = self.settings.batch_size
         for i in range(0, len(jobs), size):
             group = jobs[i : i + size]
-            replies = self.model.batch([m for _, m in group], **kwargs)
+            group_schemas = schemas[i : i + size] if schemas else None
+            if group_schemas is None:
+                replies = self.model.batch([m for _, m in group], **kwargs)
+            elif local:
+                replies = self.model.batch(
+                    [m for _, m in group], json_schema=group_schemas, **kwargs
+                )
+            else:  # a server takes one response format per request
+                replies = [
+                    self.model.invoke(m, response_format=_response_format(s), **kwargs)
+                    for (_, m), s in zip(group, group_schemas, strict=True)
+                ]
             for (w, _), reply in zip(group, replies, strict=True):
                 usage = getattr(reply, "usage_metadata", None) or {}
                 w.prompt_tokens += int(usage.get("input_tokens", 0))
@@ -491,6 +512,48 @@ def centrality_rank(sentences: list[Sentence]) -> list[Sentence]:
     ]
     order = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
     return [sentences[i] for i in order]
+
+
+def draft_schema(sentences: list[Sentence], names: list[str]) -> dict[str, Any]:
+    """The extraction schema for one chunk: each quote must be one of the chunk's sentences and
+    each actor one of the names in it (the model chooses evidence, it cannot write it), free
+    text is bounded, and so is the number of items, so that the JSON fits the token budget."""
+    quotes = list(dict.fromkeys(s.text for s in sentences if not s.is_heading))
+    actor: dict[str, Any] = (
+        {"type": "string", "enum": names} if names else {"type": "string", "maxLength": 60}
+    )
+    text = {"type": "string", "maxLength": DRAFT_TEXT_CHARS}
+    short = {"anyOf": [{"type": "string", "maxLength": DRAFT_SHORT_CHARS}, {"type": "null"}]}
+    quote = {"type": "string", "enum": quotes} if quotes else {"type": "string", "maxLength": 300}
+
+    def items(properties: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "maxItems": DRAFT_MAX_ITEMS,
+            "items": {"type": "object", "properties": properties, "required": list(properties)},
+        }
+
+    stance = {"type": "string", "enum": ["support", "oppose", "conditional", "neutral"]}
+    return {
+        "type": "object",
+        "properties": {
+            "demands": items(
+                {
+                    "actor": actor,
+                    "demand": text,
+                    "target": short,
+                    "conditions": short,
+                    "quote": quote,
+                }
+            ),
+            "positions": items({"actor": actor, "issue": text, "stance": stance, "quote": quote}),
+        },
+        "required": ["demands", "positions"],
+    }
+
+
+def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "extraction", "schema": schema}}
 
 
 def _field_descriptions(schema: dict[str, Any]) -> dict[str, str]:

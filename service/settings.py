@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_chars: int = Field(default=200_000, ge=100)
     chunk_tokens: int = Field(default=1200, ge=128)
     max_new_tokens: int = Field(default=160, ge=8, le=4096)
-    json_max_new_tokens: int = Field(default=384, ge=16, le=8192)
+    json_max_new_tokens: int = Field(default=768, ge=16, le=8192)
     batch_size: int = Field(default=8, ge=1, le=256)
 
     # HTTP API (standpoint serve)

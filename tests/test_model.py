@@ -101,3 +101,37 @@ def test_pipeline_on_the_tiny_model_keeps_the_grounding_invariant(
     if summarizer == "model-rank":
         for result in results:  # ranked summaries are the article's own sentences
             assert all(s.text in result.text for s in split_sentences(result.summary))
+
+
+def test_each_row_follows_its_own_schema(tiny):
+    first = {
+        "type": "object",
+        "properties": {"quote": {"type": "string", "enum": ["Putin said so."]}},
+        "required": ["quote"],
+    }
+    second = {
+        "type": "object",
+        "properties": {"quote": {"type": "string", "enum": ["Kyiv refused."]}},
+        "required": ["quote"],
+    }
+    prompts = [tiny.render([{"role": "user", "content": "Pick the quote."}])] * 2
+    out = tiny.generate(prompts, max_new_tokens=60, json_schema=[first, second])
+    assert [json.loads(c.text)["quote"] for c in out] == ["Putin said so.", "Kyiv refused."]
+
+
+def test_extraction_schema_only_admits_the_chunks_sentences_and_names(seed_articles):
+    from service.article import clean_article
+    from service.pipeline import draft_schema
+    from service.schemas import Article
+
+    text, _ = clean_article(Article(text=seed_articles[1]["text"]), max_chars=100_000)
+    sentences = split_sentences(text)
+    schema = draft_schema(sentences, ["Vladimir Putin", "Steve Witkoff"])
+    demand = schema["properties"]["demands"]["items"]["properties"]
+    assert demand["actor"]["enum"] == ["Vladimir Putin", "Steve Witkoff"]
+    assert all(q in text for q in demand["quote"]["enum"])
+    assert (
+        "Russia ready to ‘fight to the last Ukrainian,’ Putin says amid US peace drive"
+        not in (demand["quote"]["enum"])
+    )  # headings are not evidence
+    assert schema["properties"]["positions"]["maxItems"] == 3

