@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     threads: int | None = Field(default=None, ge=1)
 
-    summarizer: Summarizer = "lead"
+    summarizer: Summarizer = "centrality"
     extractor: Extractor = "rules"
     summary_sentences: int = Field(default=4, ge=1, le=10)
     max_chars: int = Field(default=200_000, ge=100)
