@@ -129,6 +129,18 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         return results
 
     @property
+    def uses_model(self) -> bool:
+        """Whether any configured stage asks the model (a loaded model may sit unused)."""
+        s = self.settings
+        return s.summarizer.startswith("model") or s.extractor.startswith("model")
+
+    @property
+    def result_model(self) -> str:
+        """The model results come from: ``none`` when only deterministic stages run, so such
+        results are the same (and cached the same) whether a model is loaded or not."""
+        return self.model_id if self.uses_model else "none"
+
+    @property
     def settings_key(self) -> str:
         """The settings that change results, for cache keys."""
         s = self.settings
@@ -188,7 +200,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def cache_key(self, article: Article, cleaned_text: str) -> str:
         return cache_key(
             text=cleaned_text,
-            model_id=self.model_id,
+            model_id=self.result_model,
             prompts={k: p.ref for k, p in self.prompts.items()},
             settings_key=self.settings_key,
             options=article.options,
@@ -225,7 +237,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def _result(self, w: _Work) -> Result:
         w.timings["total_ms"] = sum(w.timings.values())
         meta = Meta(
-            model=self.model_id,
+            model=self.result_model,
             prompts={k: p.ref for k, p in self.prompts.items()},
             summarizer=self.settings.summarizer,
             extractor=self.settings.extractor,

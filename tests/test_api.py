@@ -369,10 +369,10 @@ def test_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
     async def scenario(client: httpx.AsyncClient) -> tuple[list[httpx.Response], httpx.Response]:
         running = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
         await async_wait_until(pipeline.started.is_set)
-        queued = [
-            asyncio.create_task(client.post("/v1/summaries", json=article(i))) for i in (1, 2)
-        ]
-        await async_wait_until(lambda: batcher.depth == 2)
+        queued = []
+        for i in (1, 2):  # one after the other, so their order in the queue is known
+            queued.append(asyncio.create_task(client.post("/v1/summaries", json=article(i))))
+            await async_wait_until(lambda i=i: batcher.depth == i)
         refused = await client.post("/v1/summaries", json=article(3))
         pipeline.gate.set()
         return list(await asyncio.gather(running, *queued)), refused

@@ -229,3 +229,14 @@ def test_article_text_cannot_close_the_fence(seed_articles):
         "in 4 short sentences. Start with the main\nevent, then the main demands and positions, "
         "each attributed to who made it."
     )
+
+
+def test_a_loaded_but_unused_model_is_not_credited_and_shares_the_cache(seed_articles, tmp_path):
+    from service.cache import ResultCache
+
+    cache = ResultCache(tmp_path / "results.sqlite")
+    unused = FakeListChatModel(responses=["never asked"])
+    with_model = Pipeline(settings=Settings(), model=unused).run(seed_articles[:1], cache=cache)[0]
+    assert with_model.meta.model == "none"
+    without = Pipeline(settings=Settings()).run(seed_articles[:1], cache=cache)[0]
+    assert without == with_model and len(cache) == 1
