@@ -110,19 +110,11 @@ def parse_system(name: str) -> System:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    from service.cli import jsonl_rows
+
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{number}: invalid JSON ({exc.msg})") from exc
-            if not isinstance(row, dict):
-                raise InputError(f"{path}:{number}: each line must be a JSON object")
-            yield row
+    yield from jsonl_rows(str(path), path.read_text(encoding="utf-8"))
 
 
 def load_articles(

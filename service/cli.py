@@ -35,6 +35,20 @@ PLUGGED = {
 }
 
 
+def jsonl_rows(name: str, content: str) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL text; a bad line stops with its file and line number."""
+    for number, line in enumerate(content.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
+        if not isinstance(row, dict):
+            raise InputError(f"{name}:{number}: each line must be a JSON object")
+        yield row
+
+
 def read_inputs(paths: list[str]) -> Iterator[dict[str, Any]]:
     """Articles from .txt, .html and .jsonl paths, as dicts for ``Article``."""
     for name in paths:
@@ -49,15 +63,7 @@ def read_inputs(paths: list[str]) -> Iterator[dict[str, Any]]:
         except UnicodeDecodeError as exc:
             raise InputError(f"{name}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         if path.suffix == ".jsonl":
-            for number, line in enumerate(content.splitlines(), 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(f"{name}:{number}: invalid JSON ({exc.msg})") from exc
-                if not isinstance(row, dict):
-                    raise InputError(f"{name}:{number}: each line must be a JSON object")
+            for row in jsonl_rows(name, content):
                 yield {k: row[k] for k in ("id", "text", "html") if k in row}
         elif path.suffix in {".html", ".htm"}:
             yield {"id": path.stem, "html": content}
