@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.article import Sentence
-from service.grounding import COMMON_CAPITALISED as _COMMON
-from service.grounding import fold
+from service.grounding import COMMON_CAPITALISED, fold
 from service.schemas import Demand, Position, Stance
 
 _REPORTING = (
@@ -103,7 +102,8 @@ _TITLE_WORDS = {
     "ms.",
     "dr.",
 }
-_NOT_ACTORS = {
+# Capitalised words that never name an actor: sentence openers, days, months, demonyms.
+_NOT_ACTORS = COMMON_CAPITALISED | {
     "monday",
     "tuesday",
     "wednesday",
@@ -123,28 +123,8 @@ _NOT_ACTORS = {
     "october",
     "november",
     "december",
-    "the",
-    "this",
-    "that",
-    "but",
-    "and",
-    "in",
-    "on",
-    "at",
-    "if",
-    "he",
-    "she",
-    "it",
-    "they",
-    "we",
-    "i",
-    "overall",
-    "instead",
     "actually",
     "maybe",
-    "speaking",
-    "ahead",
-    "no",
     "only",
     "comments",
     "russian",
@@ -211,7 +191,7 @@ def index_actors(text: str) -> ActorIndex:
             lead = []
             while words and words[0].lower().strip(".") in _TITLE_WORDS | {"u.s", "kremlin"}:
                 lead.append(words.pop(0))
-            if len(words) < 2 or words[0].lower() in _NOT_ACTORS or words[0].lower() in _COMMON:
+            if len(words) < 2 or words[0].lower() in _NOT_ACTORS:
                 continue
             full = " ".join(words)
             index.full_names.setdefault(words[-1], full)
@@ -230,7 +210,7 @@ def names_in(text: str, index: ActorIndex) -> list[str]:
     found = []
     for match in _NAME.finditer(text):
         words = [w for w in match.group().split() if w.lower().strip(".") not in _TITLE_WORDS]
-        while words and (words[0].lower() in _NOT_ACTORS or words[0].lower() in _COMMON):
+        while words and words[0].lower() in _NOT_ACTORS:
             words.pop(0)
         if not words:
             continue
