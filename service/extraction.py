@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.article import Sentence
-from service.grounding import COMMON_CAPITALISED, fold
+from service.grounding import COMMON_CAPITALISED
 from service.schemas import Demand, Position, Stance
 
 _REPORTING = (
@@ -152,7 +152,6 @@ class Candidate:
     names: list[str]
     kind: str  # "demand", "position" or "none"
     stance: Stance
-    fields: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -376,8 +375,8 @@ def to_items(candidates: list[Candidate], text: str) -> tuple[list[Demand], list
             continue
         s = c.sentence
         evidence: dict[str, Any] = {"quote": text[s.start : s.end], "start": s.start, "end": s.end}
-        fields = c.fields or demand_fields(c)
         if c.kind == "demand":
+            fields = demand_fields(c)
             demands.append(
                 Demand(
                     actor=c.actor,
@@ -391,14 +390,9 @@ def to_items(candidates: list[Candidate], text: str) -> tuple[list[Demand], list
             positions.append(
                 Position(
                     actor=c.actor,
-                    issue=fields.get("issue") or _body(s.text),
+                    issue=_body(s.text),
                     stance=c.stance,
                     **evidence,
                 )
             )
     return demands, positions, unattributed
-
-
-def same_actor(a: str, b: str) -> bool:
-    fa, fb = fold(a).lower().split(), fold(b).lower().split()
-    return bool(fa and fb and (fa[-1] == fb[-1]))

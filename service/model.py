@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
-import json
 import logging
 import shutil
 import time
@@ -388,11 +387,6 @@ def _openai_model(settings: Settings) -> BaseChatModel:
         temperature=0,
         max_completion_tokens=settings.max_new_tokens,
     )
-
-
-def schema_for(model_cls: Any) -> dict[str, Any]:
-    """A pydantic model's JSON schema with references inlined, for the format enforcer."""
-    return json.loads(json.dumps(model_cls.model_json_schema()))
 
 
 if __name__ == "__main__":  # python -m service.model: convert the embedded model once

@@ -587,4 +587,4 @@ def _id_of(item: Any) -> str | None:
     return item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
 
 
-__all__ = ["Pipeline", "centrality_rank", "index_actors", "names_in"]
+__all__ = ["Pipeline", "centrality_rank", "draft_schema"]
