@@ -24,7 +24,7 @@ import uvicorn
 
 from service.api import create_app
 from service.model import load_model
-from service.pipeline import Pipeline
+from service.pipeline import build_pipeline
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     articles = _articles(args.dataset, args.count)
     base = Settings(summarizer=args.summarizer, extractor=args.extractor, batch_size=args.count)
     model = load_model(base)
-    pipeline = Pipeline(settings=base, model=model)
+    pipeline = build_pipeline(base, model=model)
     report: dict[str, Any] = {
         "model": pipeline.model_id,
         "summarizer": args.summarizer,

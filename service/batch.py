@@ -21,15 +21,13 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from service.cache import CachedPipeline, ResultCache
 from service.errors import StandpointError
-
-if TYPE_CHECKING:
-    from service.cache import ResultCache
-    from service.pipeline import Pipeline
-    from service.schemas import Article, Result
-    from service.settings import Settings
+from service.pipeline import Pipeline, build_pipeline
+from service.schemas import Article, Result
+from service.settings import Settings, add_pipeline_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
 
@@ -220,34 +218,25 @@ def error_line(row_id: str | None, *, message: str, kind: str) -> str:
 
 
 # Running ------------------------------------------------------------------------------------
-class _CountingCache:
-    """Wraps a ResultCache to count hits and the tokens of freshly generated results."""
-
-    def __init__(self, cache: ResultCache) -> None:
-        self.cache = cache
-        self.hits = 0
-        self.generated_tokens = 0
-
-    def get(self, key: str) -> Result | None:
-        hit = self.cache.get(key)
-        self.hits += hit is not None
-        return hit
-
-    def put(self, key: str, result: Result) -> None:
-        self.generated_tokens += result.meta.generated_tokens
-        self.cache.put(key, result)
-
-
 def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | None) -> Outcome:
     """One pipeline call over the readable rows; output lines for all rows, in order."""
     outcome = Outcome()
-    articles = [r.article for r in rows if r.article is not None]
-    counting = _CountingCache(cache) if cache is not None else None
+    articles: list[Article | dict[str, Any]] = [r.article for r in rows if r.article is not None]
+
+    def count_hit(result: Result) -> None:
+        outcome.cache_hits += 1
+
+    def count_fresh(result: Result) -> None:
+        outcome.generated_tokens += result.meta.generated_tokens
+
+    runner: Pipeline | CachedPipeline = pipeline
+    if cache is not None:
+        runner = CachedPipeline(pipeline, cache, on_hit=count_hit, on_miss=count_fresh)
     try:
-        results: list[Any] = pipeline.run(articles, cache=counting)  # type: ignore[arg-type]
+        results: list[Any] = runner.run(articles)
     except Exception:  # a bug in one article must not sink its batch: retry one by one
         logger.exception("a batch failed; running its articles one at a time")
-        results = [_run_one(pipeline, a, counting) for a in articles]
+        results = [_run_one(runner, a) for a in articles]
     answers = iter(results)
     for row in rows:
         if row.article is None:
@@ -262,20 +251,17 @@ def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | No
             message = getattr(result, "message", None) or f"{type(result).__name__}: {result}"
             outcome.lines.append(error_line(row.id, message=message, kind=type(result).__name__))
             continue
-        if counting is None:
-            outcome.generated_tokens += result.meta.generated_tokens
+        if cache is None:
+            count_fresh(result)
         outcome.lines.append(result.model_dump_json())
-    if counting is not None:
-        outcome.cache_hits = counting.hits
-        outcome.generated_tokens = counting.generated_tokens
     return outcome
 
 
-def _run_one(pipeline: Pipeline, article: dict[str, Any], cache: Any) -> Any:
+def _run_one(runner: Pipeline | CachedPipeline, article: Article | dict[str, Any]) -> Any:
     try:
-        return pipeline.run([article], cache=cache)[0]
+        return runner.run([article])[0]
     except Exception as exc:
-        logger.exception("article %s failed", article.get("id"))
+        logger.exception("article failed")
         return exc
 
 
@@ -293,37 +279,16 @@ def summarize_many(
     model only if a configured stage needs it.
     """
     if pipeline is None:
-        pipeline = make_pipeline(settings or _settings({}))
+        pipeline = build_pipeline(settings or Settings())
+    runner: Pipeline | CachedPipeline = pipeline
+    if cache is not None:
+        runner = CachedPipeline(pipeline, cache)
     items = list(articles)
     size = batch_size or pipeline.settings.batch_size
     results: list[Result | StandpointError] = []
     for i in range(0, len(items), size):
-        results += pipeline.run(items[i : i + size], cache=cache)
+        results += runner.run(items[i : i + size])
     return results
-
-
-def make_pipeline(settings: Settings, *, load: bool = False) -> Pipeline:
-    """The pipeline for ``settings``; the model is loaded if a stage needs it or ``load``."""
-    from service.pipeline import Pipeline
-
-    needs_model = settings.summarizer.startswith("model") or settings.extractor.startswith("model")
-    model = None
-    if needs_model or load:
-        from service.model import load_model
-
-        model = load_model(settings)
-    return Pipeline(settings=settings, model=model)
-
-
-def _settings(overrides: dict[str, Any]) -> Settings:
-    from pydantic import ValidationError
-
-    from service.settings import Settings
-
-    try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise StandpointError(exc.errors()[0]["msg"]) from exc
 
 
 # Worker processes (--workers > 1) -----------------------------------------------------------
@@ -331,9 +296,7 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(settings: Settings, load: bool, cache_path: Path | None) -> None:
-    from service.cache import ResultCache
-
-    _worker["pipeline"] = make_pipeline(settings, load=load)
+    _worker["pipeline"] = build_pipeline(settings, load_model=load)
     _worker["cache"] = ResultCache(cache_path) if cache_path else None
 
 
@@ -351,9 +314,7 @@ def _outcomes(
 ) -> Iterator[Outcome]:
     """Each batch's outcome, in order: in this process, or across ``workers`` processes."""
     if workers == 1:
-        from service.cache import ResultCache
-
-        pipeline = make_pipeline(settings, load=load)
+        pipeline = build_pipeline(settings, load_model=load)
         cache = ResultCache(cache_path) if cache_path else None
         for rows in batches:
             yield run_rows(pipeline, rows, cache=cache)
@@ -377,8 +338,6 @@ def _outcomes(
 
 # CLI ----------------------------------------------------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from service.cli import add_pipeline_arguments
-
     parser.add_argument(
         "input", help="a JSONL file ({id, text|html} rows), a folder, or a quoted glob"
     )
@@ -399,7 +358,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="processes, each with its own model and cores/N torch threads (default 1)",
     )
     parser.add_argument(
-        "--cache", type=Path, help="result cache (default: <cache_dir>/results.sqlite)"
+        "--cache",
+        type=Path,
+        help="result cache (default: STANDPOINT_CACHE_PATH, else <cache_dir>/results.sqlite)",
     )
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     parser.add_argument(
@@ -414,17 +375,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    overrides = {
-        k: v
-        for k, v in vars(args).items()
-        if k in {"model", "summarizer", "extractor"} and v is not None
-    }
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
     if args.workers < 1:
         raise StandpointError("--workers must be at least 1")
-    settings = _settings(overrides)
-    cache_path = None if args.no_cache else (args.cache or settings.cache_dir / "results.sqlite")
+    settings = settings_from_args(args, "batch_size")
+    cache_path = None if args.no_cache else (args.cache or settings.result_cache_path)
     started = time.perf_counter()
 
     done = prepare_output(args.output, retry_errors=args.retry_errors)

@@ -1,4 +1,9 @@
-"""Results cached in SQLite (WAL), keyed by what determines them; shared by API and batch."""
+"""Results cached in SQLite (WAL), keyed by what determines them; shared by API and batch.
+
+``CachedPipeline`` wraps a pipeline: it prepares the articles (the key needs the cleaned
+text), answers those seen before from the cache, runs the rest, and stores their results.
+Callers observe it through hooks (``on_hit``, ``on_miss``, ``on_fresh``) for their metrics.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,17 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from service.schemas import Options, Result
+from service.stages import Work
+
+if TYPE_CHECKING:
+    from service.pipeline import Outcome, Pipeline
+    from service.schemas import Article
 
 
 def cache_key(
@@ -44,7 +57,7 @@ class ResultCache:
             )
 
     def _connect(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -64,3 +77,54 @@ class ResultCache:
 
     def __len__(self) -> int:
         return int(self._connect().execute("SELECT COUNT(*) FROM results").fetchone()[0])
+
+
+def _ignore(result: Result) -> None:
+    return None
+
+
+@dataclass
+class CachedPipeline:
+    """A pipeline answered from a cache where it can; ``run`` is the pipeline's ``run``."""
+
+    pipeline: Pipeline
+    cache: ResultCache
+    on_hit: Callable[[Result], None] = field(default=_ignore)
+    on_miss: Callable[[Result], None] = field(default=_ignore)  # called with the fresh result
+
+    @property
+    def settings(self) -> Any:
+        return self.pipeline.settings
+
+    @property
+    def model_id(self) -> str:
+        return self.pipeline.model_id
+
+    def key(self, work: Work) -> str:
+        p = self.pipeline
+        return cache_key(
+            text=work.text,
+            model_id=p.result_model,
+            prompts={k: prompt.ref for k, prompt in p.prompts.items()},
+            settings_key=p.settings_key,
+            options=work.article.options,
+        )
+
+    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Outcome]:
+        prepared = self.pipeline.prepare(inputs)
+        answers: dict[int, Outcome] = {}
+        keys: dict[int, str] = {}
+        for i, work in enumerate(prepared):
+            if isinstance(work, Work):
+                keys[i] = self.key(work)
+                hit = self.cache.get(keys[i])
+                if hit is not None:
+                    answers[i] = hit.model_copy(update={"id": work.article.id})
+                    self.on_hit(answers[i])
+        todo = [i for i in range(len(prepared)) if i not in answers]
+        for i, outcome in zip(todo, self.pipeline.finish([prepared[i] for i in todo]), strict=True):
+            answers[i] = outcome
+            if isinstance(outcome, Result):
+                self.cache.put(keys[i], outcome)
+                self.on_miss(outcome)
+        return [answers[i] for i in range(len(prepared))]

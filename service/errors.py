@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class StandpointError(Exception):
     """Base of every error standpoint raises on purpose."""
@@ -27,3 +29,10 @@ class ModelError(StandpointError):
 
     exit_code = 3
     status_code = 503
+
+
+def first_error(exc: Any) -> str:
+    """The first problem of a pydantic ``ValidationError`` as ``where: what``."""
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "input"
+    return f"{where}: {err.get('msg', 'invalid')}"

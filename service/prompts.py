@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 import yaml
 from jinja2 import Environment, StrictUndefined
 from pydantic import BaseModel, ConfigDict
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+from service.resources import prompts_dir
+
+PROMPTS_DIR = prompts_dir()
 _ENV = Environment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
 
 

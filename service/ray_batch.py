@@ -14,8 +14,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.batch import error_line, make_pipeline
+from service.batch import error_line
 from service.errors import InputError, StandpointError
+from service.pipeline import build_pipeline
 from service.schemas import Article
 from service.settings import Settings
 
@@ -34,15 +35,17 @@ class SummarizerActor:
     def __init__(
         self, *, settings: Settings, load_model: bool = False, cache_path: str | None = None
     ) -> None:
-        from service.cache import ResultCache
+        from service.cache import CachedPipeline, ResultCache
 
-        self.pipeline = make_pipeline(settings, load=load_model)
-        self.cache = ResultCache(Path(cache_path)) if cache_path else None
+        pipeline = build_pipeline(settings, load_model=load_model)
+        self.runner = (
+            CachedPipeline(pipeline, ResultCache(Path(cache_path))) if cache_path else pipeline
+        )
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         rows = _rows(batch)
         articles: list[Article | dict[str, Any]] = list(rows)
-        results = self.pipeline.run(articles, cache=self.cache)
+        results = self.runner.run(articles)
         out: dict[str, list[Any]] = {"id": [], "json": [], "ok": []}
         for row, result in zip(rows, results, strict=True):
             out["id"].append(row["id"])

@@ -59,6 +59,22 @@ class Position(Evidence):
     )
 
 
+class Diagnostics(BaseModel):
+    """What the pipeline removed or repaired, as numbers (the same facts as ``warnings``)."""
+
+    junk_removed: int = Field(default=0, description="Pieces of page furniture removed.")
+    items_dropped: int = Field(
+        default=0, description="Items dropped: not grounded in the article, or no nameable actor."
+    )
+    summary_sentences_removed: int = Field(
+        default=0, description="Model-written summary sentences removed as unsupported."
+    )
+    json_attempts: int = Field(default=0, description="Model JSON attempts (0: none asked).")
+    json_valid: bool | None = Field(
+        default=None, description="Whether the model's JSON validated (None: none asked)."
+    )
+
+
 class Meta(BaseModel):
     model: str
     prompts: dict[str, str] = Field(default_factory=dict)
@@ -68,6 +84,7 @@ class Meta(BaseModel):
     prompt_tokens: int = 0
     generated_tokens: int = 0
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    diagnostics: Diagnostics = Field(default_factory=Diagnostics)
 
 
 class Result(BaseModel):
@@ -82,22 +99,38 @@ class Result(BaseModel):
     meta: Meta
 
 
-# Schemas the model fills in when it is asked for JSON (model-json extractor).
+# Schemas the model fills in when it is asked for JSON (model-json extractor). The JSON schema the
+# decoder enforces is derived from these (``service.extractors.draft_schema``), so the bounds
+# below are the model's contract and the validator's at once.
+DRAFT_MAX_ITEMS = 3
+DRAFT_TEXT_CHARS = 120
+DRAFT_SHORT_CHARS = 60
+
+
 class DemandDraft(BaseModel):
     actor: str = Field(description="Who makes the demand, a name that occurs in the article.")
-    demand: str = Field(description="What is demanded, copied from the article.")
-    target: str | None = Field(description="From whom it is demanded, or null.")
-    conditions: str | None = Field(description="Conditions attached, or null.")
+    demand: str = Field(
+        max_length=DRAFT_TEXT_CHARS, description="What is demanded, copied from the article."
+    )
+    target: str | None = Field(
+        max_length=DRAFT_SHORT_CHARS, description="From whom it is demanded, or null."
+    )
+    conditions: str | None = Field(
+        max_length=DRAFT_SHORT_CHARS, description="Conditions attached, or null."
+    )
     quote: str = Field(description="The exact sentence of the article that states the demand.")
 
 
 class PositionDraft(BaseModel):
     actor: str = Field(description="Who takes the position, a name that occurs in the article.")
-    issue: str = Field(description="What the position is about, copied from the article.")
+    issue: str = Field(
+        max_length=DRAFT_TEXT_CHARS,
+        description="What the position is about, copied from the article.",
+    )
     stance: Stance = Field(description="support, oppose, conditional or neutral.")
     quote: str = Field(description="The exact sentence of the article that states the position.")
 
 
 class ExtractionDraft(BaseModel):
-    demands: list[DemandDraft] = Field(max_length=12)
-    positions: list[PositionDraft] = Field(max_length=12)
+    demands: list[DemandDraft] = Field(max_length=DRAFT_MAX_ITEMS)
+    positions: list[PositionDraft] = Field(max_length=DRAFT_MAX_ITEMS)

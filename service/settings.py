@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-Summarizer = Literal["lead", "centrality", "model-rank", "model-write"]
-Extractor = Literal["rules", "model-score", "model-json"]
+from service.errors import StandpointError
 
 
 class Settings(BaseSettings):
@@ -30,8 +30,8 @@ class Settings(BaseSettings):
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     threads: int | None = Field(default=None, ge=1)
 
-    summarizer: Summarizer = "centrality"
-    extractor: Extractor = "rules"
+    summarizer: str = "centrality"  # a registered summarizer (service.summarizers)
+    extractor: str = "rules"  # a registered extractor (service.extractors)
     summary_sentences: int = Field(default=4, ge=1, le=10)
     max_chars: int = Field(default=200_000, ge=100)
     chunk_tokens: int = Field(default=1200, ge=128)
@@ -58,6 +58,19 @@ class Settings(BaseSettings):
             return [o.strip() for o in value.split(",") if o.strip()]
         return value
 
+    @field_validator("summarizer", "extractor")
+    @classmethod
+    def _registered(cls, value: str, info: Any) -> str:
+        from service.stages import registered
+
+        names = registered(info.field_name)
+        if value not in names:
+            raise ValueError(
+                f"STANDPOINT_{info.field_name.upper()}={value!r} is not registered; "
+                f"choose one of {', '.join(sorted(names))}"
+            )
+        return value
+
     @property
     def result_cache_path(self) -> Path:
         return self.cache_path or self.cache_dir / "results.sqlite"
@@ -78,3 +91,36 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+# Command-line flags that override settings, shared by every subcommand that runs the pipeline.
+PIPELINE_FLAGS = ("model", "summarizer", "extractor")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    from service.stages import registered
+
+    parser.add_argument("--model", help="embedded, a model folder, a .gguf file, or openai:<name>")
+    parser.add_argument("--summarizer", choices=sorted(registered("summarizer")))
+    parser.add_argument("--extractor", choices=sorted(registered("extractor")))
+    parser.add_argument(
+        "--load-model",
+        action="store_true",
+        help="load the model even if the chosen stages do not need it (meta names it)",
+    )
+
+
+def settings_from_args(args: argparse.Namespace, *extra: str, **overrides: Any) -> Settings:
+    """Settings from the environment, overridden by the pipeline flags (and the ``extra``
+    flags named) that were given, then by ``overrides``; a bad value is one readable error."""
+    values = {
+        name: getattr(args, name)
+        for name in (*PIPELINE_FLAGS, *extra)
+        if getattr(args, name, None) is not None
+    }
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise StandpointError(str(err["msg"]).removeprefix("Value error, ")) from exc

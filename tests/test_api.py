@@ -32,6 +32,7 @@ from service.cli import parser
 from service.errors import ModelError
 from service.pipeline import Pipeline
 from service.settings import Settings
+from service.stages import Work
 from tests.conftest import SEEDS
 
 SEED = {"id": SEEDS[0].stem, "text": SEEDS[0].read_text(encoding="utf-8")}
@@ -50,11 +51,11 @@ class GatedPipeline(Pipeline):
         self.started = threading.Event()
         self.calls: list[list[str | None]] = []
 
-    def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
+    def prepare(self, inputs):  # type: ignore[no-untyped-def]
         self.calls.append([a.id for a in inputs])
         self.started.set()
         assert self.gate.wait(10), "the test never opened the gate"
-        return super().run(inputs, cache=cache)
+        return super().prepare(inputs)
 
 
 class SpyPipeline(Pipeline):
@@ -62,9 +63,9 @@ class SpyPipeline(Pipeline):
 
     summarized = 0
 
-    def _summarize(self, works):  # type: ignore[no-untyped-def]
-        self.summarized += len(works)
-        super()._summarize(works)
+    def finish(self, prepared):  # type: ignore[no-untyped-def]
+        self.summarized += sum(isinstance(w, Work) for w in prepared)
+        return super().finish(prepared)
 
 
 @pytest.fixture
@@ -211,8 +212,8 @@ def test_unknown_route_and_method(client: TestClient) -> None:
 
 def test_model_error_is_503(tmp_path: Path) -> None:
     class Broken(Pipeline):
-        def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
-            return [ModelError("the model failed: timeout") for _ in inputs]
+        def finish(self, prepared):  # type: ignore[no-untyped-def]
+            return [ModelError("the model failed: timeout") for _ in prepared]
 
     settings = make_settings(tmp_path)
     with TestClient(create_app(settings, Broken(settings=settings))) as c:
@@ -225,7 +226,7 @@ def test_unexpected_exception_is_a_generic_500_and_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Crashing(Pipeline):
-        def run(self, inputs, *, cache=None):  # type: ignore[no-untyped-def]
+        def prepare(self, inputs):  # type: ignore[no-untyped-def]
             raise RuntimeError("secret internals at /srv/db")
 
     settings = make_settings(tmp_path)
@@ -246,7 +247,7 @@ def test_not_ready_until_the_pipeline_is_loaded(
         assert loaded.wait(10)
         return Pipeline(settings=settings)
 
-    monkeypatch.setattr(service.api, "load_pipeline", slow_load)
+    monkeypatch.setattr(service.api, "build_pipeline", slow_load)
     with TestClient(create_app(make_settings(tmp_path))) as c:
         assert "loading" in error_of(c.get("/readyz"), 503)
         error_of(c.post("/v1/summaries", json=article(1)), 503)
@@ -262,7 +263,7 @@ def test_a_model_that_fails_to_load_keeps_readyz_503(
     def failing_load(settings: Settings, *, load_model: bool = False) -> Pipeline:
         raise ModelError("no weights at /models/x")
 
-    monkeypatch.setattr(service.api, "load_pipeline", failing_load)
+    monkeypatch.setattr(service.api, "build_pipeline", failing_load)
     with TestClient(create_app(make_settings(tmp_path))) as c:
         wait_until(lambda: "failed" in c.get("/readyz").text)
         assert "no weights" in error_of(c.get("/readyz"), 503)

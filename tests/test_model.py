@@ -121,7 +121,7 @@ def test_each_row_follows_its_own_schema(tiny):
 
 def test_extraction_schema_only_admits_the_chunks_sentences_and_names(seed_articles):
     from service.article import clean_article
-    from service.pipeline import draft_schema
+    from service.extractors import draft_schema
     from service.schemas import Article
 
     text, _ = clean_article(Article(text=seed_articles[1]["text"]), max_chars=100_000)

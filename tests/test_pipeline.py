@@ -232,11 +232,16 @@ def test_article_text_cannot_close_the_fence(seed_articles):
 
 
 def test_a_loaded_but_unused_model_is_not_credited_and_shares_the_cache(seed_articles, tmp_path):
-    from service.cache import ResultCache
+    from service.cache import CachedPipeline, ResultCache
 
     cache = ResultCache(tmp_path / "results.sqlite")
     unused = FakeListChatModel(responses=["never asked"])
-    with_model = Pipeline(settings=Settings(), model=unused).run(seed_articles[:1], cache=cache)[0]
-    assert with_model.meta.model == "none"
-    without = Pipeline(settings=Settings()).run(seed_articles[:1], cache=cache)[0]
-    assert without == with_model and len(cache) == 1
+    hits: list[str | None] = []
+    with_model = CachedPipeline(Pipeline(settings=Settings(), model=unused), cache)
+    first = with_model.run(seed_articles[:1])[0]
+    assert first.meta.model == "none"
+    without = CachedPipeline(
+        Pipeline(settings=Settings()), cache, on_hit=lambda r: hits.append(r.id)
+    )
+    assert without.run(seed_articles[:1])[0] == first and len(cache) == 1
+    assert hits == [seed_articles[0]["id"]]

@@ -1,0 +1,25 @@
+"""Files the code reads at run time: prompts and seed articles.
+
+In a source checkout they are the top-level ``prompts/`` and ``seeds/`` folders; an installed
+wheel carries the same folders inside the package (``service/prompt_files``,
+``service/seed_files``; see ``[tool.setuptools]`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _folder(packaged: str, checkout: str) -> Path:
+    inside = _PACKAGE / packaged
+    return inside if inside.is_dir() else _PACKAGE.parent / checkout
+
+
+def prompts_dir() -> Path:
+    return _folder("prompt_files", "prompts")
+
+
+def seeds_dir() -> Path:
+    return _folder("seed_files", "seeds")

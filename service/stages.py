@@ -1,0 +1,212 @@
+"""Stages as registered units, and what every stage works on.
+
+A stage is a class registered under its name with ``@register``: a summarizer fills
+``Work.summary``, an extractor fills ``Work.demands`` and ``Work.positions``. It declares what
+it needs (``Need``) and which prompts it reads; the pipeline checks those needs at build time,
+loads the model only when a configured stage needs one, and hands every stage the same
+``StageContext`` (settings, model, prompts, batched generation, chunking).
+
+To add a stage, write one class in ``service/summarizers.py`` or ``service/extractors.py``::
+
+    @register
+    class Lead3(Summarizer):
+        name = "lead3"
+
+        def run(self, works, ctx):
+            ...
+
+Settings accept its name as soon as it is registered; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+
+from langchain_core.messages import BaseMessage
+
+from service.article import Sentence
+from service.errors import ModelError
+from service.schemas import Article, Demand, Diagnostics, Position
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+
+    from service.prompts import Prompt
+    from service.settings import Settings
+
+StageKind = Literal["summarizer", "extractor"]
+
+
+class Need(StrEnum):
+    """What a stage needs beyond the article."""
+
+    CHAT = "chat"  # a chat model that generates (local or an OpenAI-compatible server)
+    SCORER = "scorer"  # a local model that scores options by log-likelihood
+    EMBEDDER = "embedder"  # the bundled sentence-embedding model (all-MiniLM-L6-v2)
+
+
+@dataclass
+class Work:
+    """One article on its way through the stages."""
+
+    article: Article
+    text: str = ""
+    sentences: list[Sentence] = field(default_factory=list)
+    summary: str = ""
+    demands: list[Demand] = field(default_factory=list)
+    positions: list[Position] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+    chunks: int = 1
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def sentences_wanted(self, settings: Settings) -> int:
+        return self.article.options.summary_sentences or settings.summary_sentences
+
+
+class Stage:
+    """Base of summarizers and extractors. Subclasses set ``name`` and implement ``run``."""
+
+    kind: ClassVar[StageKind]
+    name: ClassVar[str]
+    needs: ClassVar[frozenset[Need]] = frozenset()
+    prompts: ClassVar[tuple[str, ...]] = ()
+    uses_model: ClassVar[bool] = False  # results depend on the model (meta.model names it)
+
+    def run(self, works: list[Work], ctx: StageContext) -> None:
+        raise NotImplementedError
+
+
+class Summarizer(Stage):
+    kind = "summarizer"
+
+
+class Extractor(Stage):
+    kind = "extractor"
+
+
+_REGISTRY: dict[StageKind, dict[str, type[Stage]]] = {"summarizer": {}, "extractor": {}}
+S = TypeVar("S", bound=type[Stage])
+
+
+def register(stage: S) -> S:
+    """Class decorator: make a stage available under its ``name``."""
+    table = _REGISTRY[stage.kind]
+    if stage.name in table and table[stage.name] is not stage:
+        raise ValueError(f"a {stage.kind} named {stage.name!r} is already registered")
+    table[stage.name] = stage
+    return stage
+
+
+def registered(kind: StageKind) -> dict[str, type[Stage]]:
+    """The stages of one kind by name (the built-in ones are imported on first use)."""
+    import service.extractors
+    import service.summarizers  # noqa: F401  (registration happens on import)
+
+    return dict(_REGISTRY[kind])
+
+
+def stage_class(kind: StageKind, name: str) -> type[Stage]:
+    table = registered(kind)
+    if name not in table:
+        raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(table))}")
+    return table[name]
+
+
+def needs_of(settings: Settings) -> frozenset[Need]:
+    """Everything the configured stages need."""
+    return stage_class("summarizer", settings.summarizer).needs | (
+        stage_class("extractor", settings.extractor).needs
+    )
+
+
+@dataclass
+class StageContext:
+    """What a stage may use: settings, the model (if any), its prompts, and model plumbing."""
+
+    settings: Settings
+    model: BaseChatModel | None
+    prompts: dict[str, Prompt]
+
+    @property
+    def local(self) -> Any:
+        """The local model behind the chat model (scoring and token counts need it)."""
+        local = getattr(self.model, "local", None)
+        if local is None:
+            raise ModelError("this stage scores options by likelihood and needs a local model")
+        return local
+
+    def generate(
+        self,
+        jobs: list[tuple[Work, list[BaseMessage]]],
+        *,
+        schemas: list[dict[str, Any]] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        """Replies for many conversations, batched; ``schemas`` constrain each reply's JSON."""
+        if not jobs:
+            return []
+        if self.model is None:
+            raise ModelError("this stage needs a model; none was given")
+        local = hasattr(self.model, "local")
+        if not local:
+            kwargs.pop("max_new_tokens", None)
+        texts = []
+        size = self.settings.batch_size
+        for i in range(0, len(jobs), size):
+            group = jobs[i : i + size]
+            group_schemas = schemas[i : i + size] if schemas else None
+            if group_schemas is None:
+                replies = self.model.batch([m for _, m in group], **kwargs)
+            elif local:
+                replies = self.model.batch(
+                    [m for _, m in group], json_schema=group_schemas, **kwargs
+                )
+            else:  # a server takes one response format per request
+                replies = [
+                    self.model.invoke(m, response_format=_response_format(s), **kwargs)
+                    for (_, m), s in zip(group, group_schemas, strict=True)
+                ]
+            for (w, _), reply in zip(group, replies, strict=True):
+                usage = getattr(reply, "usage_metadata", None) or {}
+                w.prompt_tokens += int(usage.get("input_tokens", 0))
+                w.generated_tokens += int(usage.get("output_tokens", 0))
+                texts.append(str(reply.content))
+        return texts
+
+    def count_tokens(self, text: str) -> int:
+        local = getattr(self.model, "local", None)
+        return int(local.count_tokens(text)) if local is not None else math.ceil(len(text) / 4)
+
+    def chunks(self, sentences: list[Sentence]) -> list[list[Sentence]]:
+        """Sentences packed into chunks of at most ``chunk_tokens`` (map-reduce input)."""
+        budget = self.settings.chunk_tokens
+        chunks: list[list[Sentence]] = [[]]
+        used = 0
+        for s in sentences:
+            n = self.count_tokens(s.text) + 1
+            if chunks[-1] and used + n > budget:
+                chunks.append([])
+                used = 0
+            chunks[-1].append(s)
+            used += n
+        return [c for c in chunks if c]
+
+
+def _response_format(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "extraction", "schema": schema}}
+
+
+def body_sentences(sentences: list[Sentence]) -> list[Sentence]:
+    """Sentences that can go into a summary: no headings, at least five words."""
+    return [s for s in sentences if not s.is_heading and len(s.text.split()) >= 5]
+
+
+def join(sentences: list[Sentence]) -> str:
+    return " ".join(s.text for s in sentences)
