@@ -31,7 +31,7 @@ browser:
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null; fi; }
 
 serve: model
-	$(BIN)/standpoint serve --load-model
+	$(BIN)/standpoint serve
 
 test: model browser
 	$(BIN)/pytest

@@ -133,6 +133,45 @@ def micro_table(results: dict[str, Any]) -> list[str]:
     return _table(["system", "items", "precision", "recall", "F1", "tp", "fp", "fn"], rows)
 
 
+def domain_table(results: dict[str, Any]) -> list[str]:
+    """Per domain and system: articles, summary ROUGE, micro P/R/F1 of each extraction kind."""
+    systems = results["systems"]
+    domains = sorted({d for s in systems.values() for d in s.get("by_domain", {})})
+    if len(domains) < 2:
+        return []
+    kinds = sorted(
+        {
+            k
+            for s in systems.values()
+            for d in s.get("by_domain", {}).values()
+            for k in d.get("micro", {})
+        }
+    )
+    header = ["domain", "system", "n", "rouge1", "rougeLsum"]
+    header += [f"{k} {part}" for k in kinds for part in ("P", "R", "F1")]
+    rows = []
+    for domain in domains:
+        for name, system in systems.items():
+            part = system.get("by_domain", {}).get(domain)
+            if part is None:
+                continue
+            row = [domain, name, str(part["n"])]
+            row += [
+                _number(part["scores"].get(m, {}).get("mean"), m) for m in ("rouge1", "rougeLsum")
+            ]
+            for kind in kinds:
+                micro = part.get("micro", {}).get(kind)
+                row += [f"{micro[k]:.3f}" if micro else "–" for k in ("precision", "recall", "f1")]
+            rows.append(row)
+    return _table(header, rows)
+
+
+def _as_list(value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def cost_table(results: dict[str, Any]) -> list[str]:
     rows = []
     for name, system in results["systems"].items():
@@ -188,15 +227,16 @@ def render_markdown(
     validity: list[dict[str, Any]] | None,
     plots: list[str],
 ) -> str:
-    dataset = results.get("dataset") or {}
+    references = ", ".join(r["path"] for r in _as_list(results["references"]))
+    datasets = ", ".join(d["path"] for d in _as_list(results.get("dataset")))
     lines = [
         "# standpoint eval",
         "",
         f"- created: {results['created']}, git {results['git_sha'][:12]}, seed {results['seed']}",
         f"- model: {results['model']}; prompts: "
         + (", ".join(results["prompts"].values()) or "none"),
-        f"- articles: {len(results['articles'])} from {results['references']['path']}"
-        + (f" + {dataset['path']}" if dataset else ""),
+        f"- articles: {len(results['articles'])} from {references}"
+        + (f" + {datasets}" if datasets else ""),
         "- cells: mean over articles [bootstrap 95% CI, shown when n >= 5]; ↑/↓ = better",
         "- **incomplete run**: not every chosen system has finished"
         if not results.get("complete", True)
@@ -214,6 +254,9 @@ def render_markdown(
     micro = micro_table(results)
     if micro:
         lines += ["Micro (summed tp/fp/fn over articles):", "", *micro]
+    domains = domain_table(results)
+    if domains:
+        lines += ["## By domain", "", *domains]
     lines += ["## Cost", "", *cost_table(results), *metric_table(results, COST_METRICS)]
     lines += ["## Per article", ""]
     for metric in PER_ARTICLE_METRICS:
@@ -338,8 +381,9 @@ def render_plots(
 def render_report(run_dir: Path, *, validity_data: Path | None = None, plots: bool = True) -> Path:
     """Write DIR/report.md (and the PNGs); returns the report's path."""
     results, samples = load_run(run_dir)
-    if validity_data is None and results.get("dataset"):
-        validity_data = Path(results["dataset"]["path"]).parent
+    datasets = _as_list(results.get("dataset"))
+    if validity_data is None and datasets:
+        validity_data = Path(datasets[0]["path"]).parent
     validity = validity_rows(run_dir, validity_data)
     written = render_plots(run_dir, results, samples) if plots else []
     path = run_dir / "report.md"

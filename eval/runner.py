@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REFERENCES = REPO_ROOT / "eval" / "data" / "references.jsonl"
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "eval-data"
 SEEDS_DIR = seeds_dir()
 SEED = 0
 BASELINE_SENTENCES = 3
@@ -131,23 +132,29 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def load_articles(
-    *, references: Path, dataset: Path | None, seeds_dir: Path = SEEDS_DIR, limit: int | None = None
+    *,
+    references: Path | list[Path],
+    dataset: Path | list[Path] | None,
+    seeds_dir: Path = SEEDS_DIR,
+    limit: int | None = None,
 ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(article, reference) pairs in reference order; article is ``{id, text|html}``.
 
-    References whose article is neither in ``dataset`` nor in ``seeds_dir`` are skipped with
+    References whose article is neither in a ``dataset`` nor in ``seeds_dir`` are skipped with
     a warning (so a dataset covering part of the references still runs).
     """
+    reference_files = references if isinstance(references, list) else [references]
+    datasets = dataset if isinstance(dataset, list) else [dataset] if dataset else []
     sources: dict[str, dict[str, Any]] = {}
-    if dataset is not None:
-        for row in read_jsonl(dataset):
+    for path in datasets:
+        for row in read_jsonl(path):
             if "id" in row and ("text" in row or "html" in row):
                 sources[str(row["id"])] = {
                     k: row[k] for k in ("id", "text", "html") if k in row and row[k] is not None
                 }
     pairs = []
     missing = []
-    for ref in read_jsonl(references):
+    for ref in (row for path in reference_files for row in read_jsonl(path)):
         key = str(ref.get("id", ""))
         if key in sources:
             pairs.append((sources[key], ref))
@@ -158,8 +165,29 @@ def load_articles(
     if missing:
         logger.warning("no article text for %d references, skipped: %s", len(missing), missing)
     if not pairs:
-        raise InputError(f"no reference in {references} has an article in {dataset} or seeds/")
+        names = ", ".join(map(str, reference_files))
+        raise InputError(f"no reference in {names} has an article in the datasets or seeds/")
     return pairs[:limit] if limit else pairs
+
+
+def annotation_paths(names: str, data_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Reference and article files for annotation datasets named by their file stems
+    (comma-separated, or ``all``): ``eval/data/annotations/<name>.jsonl`` with
+    ``<data_dir>/<name>.jsonl``."""
+    from eval.annotations import ANNOTATION_DIR, annotation_files
+
+    available = {p.stem: p for p in annotation_files()}
+    chosen = sorted(available) if names == "all" else [n.strip() for n in names.split(",")]
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        raise InputError(
+            f"no annotation file for {unknown} in {ANNOTATION_DIR}; have {sorted(available)}"
+        )
+    datasets = [data_dir / f"{name}.jsonl" for name in chosen]
+    absent = [str(p) for p in datasets if not p.is_file()]
+    if absent:
+        raise InputError(f"article files not found: {absent} (set --data-dir)")
+    return [available[n] for n in chosen], datasets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -280,8 +308,8 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
 
 def run_eval(
     *,
-    references: Path,
-    dataset: Path | None,
+    references: Path | list[Path],
+    dataset: Path | list[Path] | None,
     out: Path,
     systems: list[str] | None = None,
     limit: int | None = None,
@@ -317,6 +345,7 @@ def run_eval(
             sample: dict[str, Any] = {
                 "id": article["id"],
                 "dataset": reference.get("dataset"),
+                "domain": reference.get("domain") or reference.get("dataset") or "unknown",
                 "system": system.name,
             }
             if isinstance(output, StandpointError):
@@ -351,6 +380,7 @@ def run_eval(
             "wall_s": round(wall_s, 2),
             "samples": f"samples/{path.name}",
             **aggregate(samples),
+            "by_domain": by_domain(samples),
         }
         results = {
             "created": started_at.isoformat(timespec="seconds"),
@@ -362,8 +392,8 @@ def run_eval(
             "prompts": dict(
                 sorted({k: v for s in by_system.values() for k, v in s["prompts"].items()}.items())
             ),
-            "references": file_info(references),
-            "dataset": file_info(dataset) if dataset else None,
+            "references": [file_info(p) for p in _paths(references)],
+            "dataset": [file_info(p) for p in _paths(dataset)],
             "articles": [a["id"] for a in articles],
             "metrics": metric_directions(),
             "systems": by_system,
@@ -372,6 +402,22 @@ def run_eval(
         # Written after every system, so a long run can be inspected (and reported) midway.
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return results
+
+
+def by_domain(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """``aggregate`` per domain (news_pool's domains; the dataset name for other sources)."""
+    domains = sorted({str(s.get("domain")) for s in samples})
+    return {
+        d: {
+            "n": sum(1 for s in samples if s.get("domain") == d),
+            **aggregate([s for s in samples if s.get("domain") == d]),
+        }
+        for d in domains
+    }
+
+
+def _paths(value: Path | list[Path] | None) -> list[Path]:
+    return value if isinstance(value, list) else [value] if value else []
 
 
 def metric_directions() -> dict[str, dict[str, Any]]:
@@ -413,13 +459,27 @@ def git_sha() -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dataset", type=Path, required=True, help="article JSONL: {id, text|html} per line"
+        "--dataset",
+        type=Path,
+        action="append",
+        help="article JSONL: {id, text|html} per line (repeatable)",
     )
     parser.add_argument(
         "--references",
         type=Path,
-        default=DEFAULT_REFERENCES,
-        help="reference JSONL (default: eval/data/references.jsonl)",
+        action="append",
+        help="reference JSONL (repeatable; default: eval/data/references.jsonl)",
+    )
+    parser.add_argument(
+        "--annotations",
+        help="annotation datasets by name (comma-separated, or 'all'): references from "
+        "eval/data/annotations/<name>.jsonl, articles from <data-dir>/<name>.jsonl",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="folder of the article files named by --annotations (default: ../shared/eval-data)",
     )
     parser.add_argument(
         "--systems",
@@ -450,18 +510,27 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     systems = [s.strip() for s in args.systems.split(",") if s.strip()] if args.systems else None
+    references: list[Path] = list(args.references or [])
+    datasets: list[Path] = list(args.dataset or [])
+    if args.annotations:
+        more_references, more_datasets = annotation_paths(args.annotations, args.data_dir)
+        references += more_references
+        datasets += more_datasets
+    if not datasets:
+        raise InputError("give --dataset FILE or --annotations NAMES")
+    references = references or [DEFAULT_REFERENCES]
     out = args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
     results = run_eval(
-        references=args.references,
-        dataset=args.dataset,
+        references=references,
+        dataset=datasets,
         out=out,
         systems=systems,
         limit=args.limit,
         batch_size=args.batch_size,
         command=["standpoint", *sys.argv[1:]],
     )
-    validity = args.validity_data or args.dataset.parent
+    validity = args.validity_data or datasets[0].parent
     render_report(out, validity_data=validity)
     elapsed = time.perf_counter() - started
     print(f"wrote {out / 'results.json'} and {out / 'report.md'} in {elapsed:.0f} s")

@@ -145,7 +145,7 @@ def test_run_records_provenance_and_writes_report(run_dir: Path) -> None:
     for key in ("created", "git_sha", "seed", "model", "prompts", "references", "dataset"):
         assert key in results
     assert results["articles"] == ["golden-port", "golden-tram"]
-    assert len(results["dataset"]["sha256"]) == 64
+    assert [len(d["sha256"]) for d in results["dataset"]] == [64]
     assert results["metrics"]["rouge1"]["higher_is_better"] is True
     assert results["metrics"]["latency_ms"]["higher_is_better"] is False
     for name, system in results["systems"].items():
