@@ -134,6 +134,33 @@ class ModelRank(Extractive):
 
 
 @register
+class Learned(Extractive):
+    """Sentences by the salience head's score on the model's features (trained on reference
+    summaries by oracle sentence labels, with position among its inputs)."""
+
+    name = "learned"
+    needs = frozenset({Need.FEATURES})
+    uses_model = True
+
+    def run(self, works: list[Work], ctx: StageContext) -> None:
+        from service.learned import article_features
+
+        heads = ctx.heads
+        hidden = article_features(
+            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+        )
+        self._hidden = {id(w): h for w, h in zip(works, hidden, strict=True)}
+        super().run(works, ctx)
+
+    def rank(self, body: list[Sentence], work: Work, ctx: StageContext) -> list[Sentence]:
+        from service.learned import salience, sentence_matrix
+
+        x = sentence_matrix(self._hidden[id(work)], work.sentences)
+        score = dict(zip(work.sentences, salience(ctx.heads, x), strict=True))
+        return sorted(body, key=lambda s: (-score[s], s.start))
+
+
+@register
 class ModelWrite(Summarizer):
     """The model writes (map-reduce over chunks); unsupported sentences are removed."""
 
