@@ -74,9 +74,7 @@ class Learned(Extractor):
             w.demands, w.positions, unattributed = items_for(heads, w.text, w.sentences, x)
             if unattributed:
                 w.diagnostics.items_dropped += unattributed
-                w.warnings.append(
-                    f"dropped {unattributed} items whose speaker could not be named"
-                )
+                w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
 
 
 @register

@@ -53,8 +53,9 @@ def text_key(text: str, model_id: str, layer: int, pooling: str) -> str:
     return f"{model_id}|{layer}|{pooling}|{digest}"
 
 
-def article_features(local: Any, texts: list[str], sentences: list[list[Sentence]], heads: Heads)\
-        -> list[np.ndarray]:
+def article_features(
+    local: Any, texts: list[str], sentences: list[list[Sentence]], heads: Heads
+) -> list[np.ndarray]:
     """Pooled model features ``[n_sentences, hidden]`` per article, from the cache or one pass
     of the model per article not yet seen."""
     keys = [text_key(t, heads.model_id, heads.layer, heads.pooling) for t in texts]

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
     from service.heads import Heads
-
     from service.prompts import Prompt
     from service.settings import Settings
 
