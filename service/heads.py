@@ -59,7 +59,7 @@ class HeadsError(StandpointError):
 def cue_features(sentence: Sentence, index: int, count: int) -> np.ndarray:
     """Cheap, deterministic facts about one sentence, appended to the model's features."""
     text = sentence.text
-    kind, stance = classify(text)
+    kind, _ = classify(text)
     return np.array(
         [
             index / max(1, count - 1),

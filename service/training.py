@@ -630,8 +630,8 @@ def _git_sha() -> str:
 def render(report: dict[str, Any]) -> str:
     """The cross-validated report as Markdown tables."""
     lines = [
-        f"heads: {report['path']} (sha256 {report['sha256'][:12]}), layer {report['config']['layer']}"
-        f" {report['config']['pooling']} C={report['config']['c']}, {report['articles']} annotated "
+        f"heads: {report['path']} (sha256 {report['sha256'][:12]}), "
+        f"layer {report['config']['layer']} {report['config']['pooling']} C={report['config']['c']}, {report['articles']} annotated "
         f"articles, {report['summary_articles']} with summaries, {report['seconds']} s",
         "",
     ]

@@ -110,7 +110,7 @@ def test_artifact_is_refused_for_another_model_or_layout(
 ) -> None:
     path = fake_heads(seed_examples, tmp_path, monkeypatch)
     assert load_heads(path, model_id="fake-reader").layer == 15
-    with pytest.raises(HeadsError, match="trained on 'fake-reader' features.*'SmolLM2"):
+    with pytest.raises(HeadsError, match=r"trained on 'fake-reader' features.*'SmolLM2"):
         load_heads(path, model_id="SmolLM2-135M-Instruct")
     data = dict(np.load(path))
     meta = json.loads(bytes(data["metadata"]).decode())
