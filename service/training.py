@@ -631,7 +631,8 @@ def render(report: dict[str, Any]) -> str:
     """The cross-validated report as Markdown tables."""
     lines = [
         f"heads: {report['path']} (sha256 {report['sha256'][:12]}), "
-        f"layer {report['config']['layer']} {report['config']['pooling']} C={report['config']['c']}, {report['articles']} annotated "
+        f"layer {report['config']['layer']} {report['config']['pooling']} "
+        f"C={report['config']['c']}, {report['articles']} annotated "
         f"articles, {report['summary_articles']} with summaries, {report['seconds']} s",
         "",
     ]
