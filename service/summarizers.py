@@ -16,7 +16,7 @@ from typing import ClassVar
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from service.article import Sentence, split_sentences
-from service.grounding import filter_unsupported, fold
+from service.grounding import filter_unembedded, filter_unsupported, fold
 from service.prompts import fence
 from service.stages import (
     Need,
@@ -165,7 +165,7 @@ class ModelWrite(Summarizer):
     """The model writes (map-reduce over chunks); unsupported sentences are removed."""
 
     name = "model-write"
-    needs = frozenset({Need.CHAT})
+    needs = frozenset({Need.CHAT, Need.EMBEDDER})
     prompts = ("summarize",)
     uses_model = True
 
@@ -191,8 +191,11 @@ class ModelWrite(Summarizer):
             sentences = [s.text for s in split_sentences(" ".join(partial[id(w)]))]
             sentences = [s for s in dict.fromkeys(sentences) if len(s.split()) >= 4]
             kept, removed = filter_unsupported(sentences, w.text)
-            w.warnings += removed
-            w.diagnostics.summary_sentences_removed += len(removed)
+            kept, unembedded = filter_unembedded(
+                kept, [s.text for s in w.sentences if s.text.strip()]
+            )
+            w.warnings += removed + unembedded
+            w.diagnostics.summary_sentences_removed += len(removed) + len(unembedded)
             if len(kept) > k:
                 w.warnings.append(f"the model wrote {len(kept)} sentences; kept the first {k}")
                 kept = kept[:k]
