@@ -159,6 +159,8 @@ def support_threshold(path: Path) -> dict[str, Any]:
     factual-consistency score (Kendall tau). The pipeline's model-write filter uses it."""
     import numpy as np
 
+    from service.grounding import support_units
+
     data = list(read_jsonl(path))
     pairs = [(detokenize(row["system_summary"]), detokenize(row["text"])) for row in data]
     judged = [float(row[QAGS_DIMENSION]) for row in data]
@@ -166,7 +168,7 @@ def support_threshold(path: Path) -> dict[str, Any]:
     best_cosines = []
     for summary, article in pairs:
         sentences = metrics.summary_sentences(summary)
-        sources = metrics.article_sentences(article)
+        sources = support_units(metrics.article_sentences(article))
         cosines = (metrics.embed(sentences) @ metrics.embed(sources).T).max(axis=1)
         best_cosines.append(cosines)
     grid = []

@@ -195,6 +195,18 @@ def filter_unsupported(sentences: list[str], article: str) -> tuple[list[str], l
 SUPPORT_THRESHOLD = 0.80
 
 
+def support_units(sentences: list[str]) -> list[str]:
+    """What a summary sentence may be supported by: each article sentence, and each of its
+    clauses of four words or more (a sentence embedding is dominated by its first clause, so a
+    faithful summary of a later clause would otherwise look unsupported)."""
+    units = []
+    for sentence in sentences:
+        units.append(sentence)
+        clauses = [c.strip() for c in re.split(r"[,;:–—]\s+|\s+(?:and|but|while)\s+", sentence)]
+        units += [c for c in clauses if len(c.split()) >= 4 and c != sentence]
+    return list(dict.fromkeys(units))
+
+
 def filter_unembedded(
     sentences: list[str], article_sentences: list[str], threshold: float = SUPPORT_THRESHOLD
 ) -> tuple[list[str], list[str]]:
@@ -206,7 +218,7 @@ def filter_unembedded(
     if not article_sentences:
         return [], [f"removed a summary sentence with no article to support it: {s!r}"
                      for s in sentences]
-    best = (embed(sentences) @ embed(article_sentences).T).max(axis=1)
+    best = (embed(sentences) @ embed(support_units(article_sentences)).T).max(axis=1)
     kept, warnings = [], []
     for sentence, cosine in zip(sentences, best, strict=True):
         if cosine >= threshold:
