@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from service.article import clean_article, split_sentences
 from service.errors import InputError, ModelError, StandpointError, first_error
+from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
 from service.stages import Need, Stage, StageContext, Work, needs_of, stage_class
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcome = Result | StandpointError
+
+# Part of every cache key: bump it when results computed before a change would now differ
+# in more than the settings show (2: meta.language and the English-only warning).
+RESULT_FORMAT = 2
 
 
 class Pipeline(Runnable[Article | dict[str, Any], Result]):
@@ -82,6 +87,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         """The settings that change results, for cache keys."""
         s = self.settings
         parts = (
+            RESULT_FORMAT,
             s.summarizer,
             s.extractor,
             s.summary_sentences,
@@ -174,6 +180,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if removed:
             work.diagnostics.junk_removed = len(removed)
             work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
+        work.language, confidence = detect_language(work.text)
+        if warning := language_warning(work.language, confidence):
+            work.warnings.append(warning)
         work.sentences = split_sentences(work.text)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
@@ -185,6 +194,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             prompts={k: p.ref for k, p in self.prompts.items()},
             summarizer=self.settings.summarizer,
             extractor=self.settings.extractor,
+            language=w.language,
             chunks=w.chunks,
             prompt_tokens=w.prompt_tokens,
             generated_tokens=w.generated_tokens,
