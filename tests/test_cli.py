@@ -72,5 +72,5 @@ def test_a_bad_article_does_not_stop_the_others(tmp_path):
 
 def test_bad_settings_are_refused_at_start(tmp_path):
     done = standpoint("summarize", "--model", str(tmp_path / "nope"), str(SEEDS[0]))
-    assert done.returncode == 1
+    assert done.returncode == 78
     assert "neither 'embedded'" in done.stderr and "Traceback" not in done.stderr
