@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -291,6 +292,109 @@ def test_api_key_when_configured(tmp_path: Path) -> None:
 def test_no_api_key_means_open(client: TestClient) -> None:
     assert client.post("/v1/summaries", json=article(1)).status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_key_is_a_setting(tmp_path: Path) -> None:
+    right = {"Authorization": "Bearer s3cret-key-123"}
+    settings = make_settings(tmp_path, api_key="s3cret-key-123")
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        error_of(c.get("/metrics"), 401)
+        assert c.get("/metrics", headers=right).status_code == 200
+    settings = make_settings(tmp_path, api_key="s3cret-key-123", metrics_require_key=False)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        assert c.get("/metrics").status_code == 200
+        error_of(c.get("/v1/seeds"), 401)
+        error_of(c.post("/v1/summaries", json=article(1)), 401)
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+def test_security_headers_on_every_response(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_body_bytes=1024)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        responses = [
+            c.get("/"),
+            c.get("/docs"),
+            c.get("/v1/seeds"),
+            c.get("/nowhere"),
+            c.post("/v1/summaries", json=article(1)),
+            c.post("/v1/summaries", json={"text": ""}),
+            c.post("/v1/summaries", content=b"x" * 2048),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 200, 422, 413]
+    for response in responses:
+        assert_security_headers(response)
+    page_policy = responses[0].headers["content-security-policy"]
+    assert "style-src 'self';" in page_policy  # the page needs no inline style either
+
+
+def local_assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def test_the_page_has_no_inline_script_or_style(client: TestClient) -> None:
+    page = client.get("/").text
+    assert "<style" not in page and " style=" not in page
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+    assets = local_assets(page)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for url in assets:
+        assert url.startswith("/static/"), url
+        assert client.get(url).status_code == 200, url
+
+
+def test_docs_are_served_from_the_package_not_a_cdn(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assert "http" not in docs.text.replace('xmlns="http', "")  # nothing from elsewhere
+    assets = local_assets(docs.text)
+    assert any("swagger-ui-bundle.js" in a for a in assets)
+    for url in assets:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 100, url
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", docs.text) == []
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN
+
+
+def test_head_is_answered_like_get(client: TestClient) -> None:
+    for path in ("/", "/healthz", "/docs", "/static/app.js"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/nowhere").status_code == 404
+    assert client.head("/v1/summaries").status_code == 405
+    metrics = client.get("/metrics").text
+    assert 'method="HEAD",route="/",status="200"' in metrics
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_with_the_wrong_content_type_gets_a_hint(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    body = json.dumps(article(1)).encode()
+    message = error_of(client.post("/v1/summaries", content=body, headers=headers), 422)
+    assert "Content-Type: application/json" in message
+    assert (content_type or "no Content-Type") in message
+    batch = json.dumps({"articles": [article(1)]}).encode()
+    message = error_of(client.post("/v1/summaries/batch", content=batch, headers=headers), 422)
+    assert "Content-Type: application/json" in message
+
+
+def test_json_content_types_get_no_hint(client: TestClient) -> None:
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = client.post(
+            "/v1/summaries", content=b'{"text": 1}', headers={"content-type": content_type}
+        )
+        assert "Content-Type" not in error_of(response, 422)
 
 
 def test_cors_only_when_configured(tmp_path: Path) -> None:
