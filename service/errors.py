@@ -37,6 +37,14 @@ class ModelError(StandpointError):
     status_code = 503
 
 
+def shorten(text: object, limit: int = 60) -> str:
+    """``text`` for one line of a message: cut to ``limit`` characters, saying how long it was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
 def first_error(exc: Any) -> str:
     """The first problem of a pydantic ``ValidationError`` as ``where: what``."""
     err = exc.errors()[0]
