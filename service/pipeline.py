@@ -180,10 +180,10 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if removed:
             work.diagnostics.junk_removed = len(removed)
             work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
+        work.sentences = split_sentences(work.text)
         work.language, confidence = detect_language(work.text)
         if warning := language_warning(work.language, confidence):
             work.warnings.append(warning)
-        work.sentences = split_sentences(work.text)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
 
