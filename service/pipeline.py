@@ -171,6 +171,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             article = item if isinstance(item, Article) else Article.model_validate(item)
         except ValidationError as exc:
             return InputError(first_error(exc), article_id=_id_of(item))
+        if problem := _not_unicode(article):
+            return InputError(problem)
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
@@ -225,6 +227,21 @@ def build_pipeline(
 
         model = load(settings)
     return Pipeline(settings=settings, model=model)
+
+
+def _not_unicode(article: Article) -> str | None:
+    """What makes the article's strings unencodable (a lone surrogate, which JSON's \\ud800
+    escapes can carry), or None."""
+    for name in ("id", "text", "html"):
+        value = getattr(article, name)
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{name}: a lone surrogate (\\u{ord(value[exc.start]):04x}) at character "
+                f"{exc.start}; send valid Unicode"
+            )
+    return None
 
 
 def _id_of(item: Any) -> str | None:
