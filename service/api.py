@@ -660,9 +660,19 @@ def _content_type_hint(request: Request) -> str | None:
     )
 
 
+# Why FastAPI could not read a JSON body (its 400 says only "There was an error parsing the body").
+BODY_ERRORS: dict[type[Exception], str] = {
+    RecursionError: "the JSON body is nested too deeply to read",
+    UnicodeDecodeError: "the JSON body is not UTF-8",
+}
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _error_json(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    message = str(exc.detail)
+    if exc.status_code == 400 and isinstance(exc.__cause__, tuple(BODY_ERRORS)):
+        message = next(m for t, m in BODY_ERRORS.items() if isinstance(exc.__cause__, t))
+    return _error_json(exc.status_code, message, dict(exc.headers or {}))
 
 
 # The app ------------------------------------------------------------------------------------

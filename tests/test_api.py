@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import hypothesis
+import hypothesis.strategies as st
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -185,6 +186,29 @@ def test_broken_json_is_422(client: TestClient) -> None:
         "/v1/summaries", content=b'{"text": ', headers={"content-type": "application/json"}
     )
     error_of(response, 422)
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            b'{"text": "'
+            + b"x" * 10
+            + b'", "options": '
+            + b'{"a":' * 50_000
+            + b"1"
+            + b"}" * 50_001,
+            "nested too deeply",
+        ),
+        ('{"text": "café"}'.encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_an_unreadable_body_is_400_saying_why(client: TestClient, body: bytes, needle: str) -> None:
+    response = client.post(
+        "/v1/summaries", content=body, headers={"content-type": "application/json"}
+    )
+    assert needle in error_of(response, 400)
 
 
 def test_text_over_max_chars_is_422(tmp_path: Path) -> None:
@@ -630,7 +654,16 @@ def test_metrics_count_requests_latency_queue_tokens_and_cache(client: TestClien
 
 
 # Fuzz --------------------------------------------------------------------------------------
+# The fast tier runs a sample; the `fuzz` tier (make test) runs over 1,000 cases in all.
 FUZZ_EXAMPLES = 50  # per operation and generation mode
+FULL_FUZZ_EXAMPLES = 120
+HOSTILE_EXAMPLES = 25  # per kind (surrogates, deep nesting)
+FULL_HOSTILE_EXAMPLES = 150
+
+
+def fuzz_app(tmp_path: Path) -> FastAPI:
+    settings = make_settings(tmp_path, max_chars=20_000)
+    return create_app(settings, Pipeline(settings=settings))
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -638,22 +671,47 @@ def test_fuzz_against_the_openapi_schema_never_gives_a_5xx(
     tmp_path: Path, mode: GenerationMode
 ) -> None:
     """Schemathesis requests from the app's own schema: no 5xx, and responses match the schema."""
-    settings = make_settings(tmp_path, max_chars=20_000)
-    schema = schemathesis.openapi.from_asgi(
-        "/openapi.json", create_app(settings, Pipeline(settings=settings))
-    )
-    ran: Counter[str] = Counter()
-    for found in schema.get_all_operations():
-        operation = found.ok()
-        inputs = [operation.body, operation.query, operation.headers, operation.path_parameters]
-        if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
-            continue  # nothing to make invalid (GET /healthz, GET /readyz)
-        _fuzz_operation(operation, mode=mode, ran=ran)()
+    ran = _fuzz_schema(fuzz_app(tmp_path), modes=[mode], examples=FUZZ_EXAMPLES)
     print(f"fuzz {mode}: {sum(ran.values())} cases: {dict(ran)}")
     assert len(ran) >= 4 and all(n > 0 for n in ran.values())
 
 
-def _fuzz_operation(operation: Any, *, mode: GenerationMode, ran: Counter[str]) -> Any:
+def test_hostile_bodies_never_give_a_5xx(tmp_path: Path) -> None:
+    """Lone surrogates (as JSON escapes) in every field, and nesting up to 100,000 deep."""
+    with TestClient(fuzz_app(tmp_path)) as client:
+        ran = _fuzz_hostile(client, examples=HOSTILE_EXAMPLES)
+    print(f"hostile: {dict(ran)}")
+    assert min(ran.values()) >= HOSTILE_EXAMPLES // 2
+
+
+@pytest.mark.fuzz
+def test_over_a_thousand_fuzz_cases_never_give_a_5xx(tmp_path: Path) -> None:
+    """The full run: schemathesis in both modes plus the hostile bodies, over 1,000 requests."""
+    modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+    ran = _fuzz_schema(fuzz_app(tmp_path / "schema"), modes=modes, examples=FULL_FUZZ_EXAMPLES)
+    with TestClient(fuzz_app(tmp_path / "hostile")) as client:
+        hostile = _fuzz_hostile(client, examples=FULL_HOSTILE_EXAMPLES)
+    print(f"fuzz: {sum(ran.values())} schema cases {dict(ran)}; hostile {dict(hostile)}")
+    assert hostile["surrogates"] >= 100 and hostile["deep nesting"] >= 100
+    assert sum(ran.values()) + sum(hostile.values()) >= 1000
+
+
+def _fuzz_schema(app: FastAPI, *, modes: list[GenerationMode], examples: int) -> Counter[str]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    ran: Counter[str] = Counter()
+    for mode in modes:
+        for found in schema.get_all_operations():
+            operation = found.ok()
+            inputs = [operation.body, operation.query, operation.headers, operation.path_parameters]
+            if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
+                continue  # nothing to make invalid (GET /healthz, GET /readyz)
+            _fuzz_operation(operation, mode=mode, ran=ran, examples=examples)()
+    return ran
+
+
+def _fuzz_operation(
+    operation: Any, *, mode: GenerationMode, ran: Counter[str], examples: int
+) -> Any:
     checks = [
         not_a_server_error,
         status_code_conformance,
@@ -663,13 +721,97 @@ def _fuzz_operation(operation: Any, *, mode: GenerationMode, ran: Counter[str]) 
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     @hypothesis.settings(
-        max_examples=FUZZ_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=list(hypothesis.HealthCheck),
     )
     def fuzz(case: Any) -> None:
-        ran[operation.label] += 1
+        ran[f"{mode.value} {operation.label}"] += 1
         case.call_and_validate(checks=checks)
 
     return fuzz
+
+
+# Schemathesis never sends lone surrogates (it encodes strings for the wire) nor deep nesting,
+# so these bodies are built here, as the raw JSON bytes a hostile client sends.
+ENDPOINTS = ["/v1/summaries", "/v1/summaries/batch"]
+GOOD = {"id": "good", "text": "The union demanded a raise from the city council on Monday."}
+surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+with_surrogate = st.tuples(st.text(max_size=30), surrogate, st.text(max_size=30)).map("".join)
+
+
+@st.composite
+def surrogate_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    bad = draw(with_surrogate)
+    article: dict[str, Any] = dict(GOOD)
+    where = draw(st.sampled_from(["text", "html", "id", "option", "option name", "field name"]))
+    if where == "text":
+        article["text"] = GOOD["text"] + " " + bad
+    elif where == "html":
+        del article["text"]
+        article["html"] = f"<p>{GOOD['text']}</p><p>{bad}</p>"
+    elif where == "id":
+        article["id"] = bad
+    elif where == "option":
+        article["options"] = {"summary_sentences": bad}
+    elif where == "option name":
+        article["options"] = {bad: True}
+    else:
+        article[bad] = "x"
+    endpoint = draw(st.sampled_from(ENDPOINTS))
+    body = article if endpoint == ENDPOINTS[0] else {"articles": [GOOD, article]}
+    return endpoint, json.dumps(body).encode()  # ASCII: the surrogate travels as \udXXX
+
+
+@st.composite
+def deep_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    depth = draw(st.one_of(st.integers(1, 3000), st.sampled_from([10_000, 100_000])))
+    if draw(st.booleans()):
+        nested = "[" * depth + "]" * depth
+    else:
+        nested = '{"a":' * depth + "1" + "}" * depth
+    template = draw(
+        st.sampled_from(
+            [
+                "%s",
+                '{"text": %s}',
+                '{"id": %s, "text": "A raise was demanded."}',
+                '{"text": "A raise was demanded.", "options": %s}',
+                '{"articles": %s}',
+                '{"articles": [%s]}',
+            ]
+        )
+    )
+    return draw(st.sampled_from(ENDPOINTS)), (template % nested).encode()
+
+
+def _fuzz_hostile(client: TestClient, *, examples: int) -> Counter[str]:
+    ran: Counter[str] = Counter()
+    settings = hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+
+    def check(kind: str, endpoint: str, body: bytes) -> None:
+        ran[kind] += 1
+        response = client.post(endpoint, content=body, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (kind, body[:200], response.text[:300])
+        if response.status_code >= 400:
+            error_of(response, response.status_code)
+
+    @settings
+    @hypothesis.given(case=surrogate_bodies())
+    def surrogates(case: tuple[str, bytes]) -> None:
+        check("surrogates", *case)
+
+    @settings
+    @hypothesis.given(case=deep_bodies())
+    def deep(case: tuple[str, bytes]) -> None:
+        check("deep nesting", *case)
+
+    surrogates()
+    deep()
+    return ran
