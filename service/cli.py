@@ -28,6 +28,10 @@ PLUGGED = {
         "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
     ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
+    "train": (
+        "service.training",
+        "Train the learned stages' heads from annotations; print a cross-validated report.",
+    ),
 }
 
 

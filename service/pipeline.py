@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcome = Result | StandpointError
+MODEL_NEEDS = frozenset({Need.CHAT, Need.SCORER, Need.FEATURES})
 
 # Part of every cache key: bump it when results computed before a change would now differ
 # in more than the settings show (2: meta.language and the English-only warning).
@@ -49,12 +50,13 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         self.summarizer: Stage = stage_class("summarizer", settings.summarizer)()
         self.extractor: Stage = stage_class("extractor", settings.extractor)()
         needs = needs_of(settings)
-        if needs & {Need.CHAT, Need.SCORER} and model is None:
+        if needs & MODEL_NEEDS and model is None:
             names = f"{settings.summarizer}/{settings.extractor}"
             raise ModelError(f"the configured stages ({names}) need a model; none was given")
-        if Need.SCORER in needs and not hasattr(model, "local"):
+        if needs & {Need.SCORER, Need.FEATURES} and not hasattr(model, "local"):
             raise ModelError(
-                "model-rank and model-score score options by likelihood and need a local model"
+                "model-rank, model-score and the learned stages read a local model's scores "
+                "or features; an OpenAI-compatible server cannot serve them"
             )
         self.prompts: dict[str, Prompt] = {
             prompt_id: load_prompt(prompt_id)
@@ -94,8 +96,16 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
+            self.heads_sha or "",
         )
         return "|".join(map(str, parts))
+
+    @property
+    def heads_sha(self) -> str | None:
+        """The heads artifact's hash when a learned stage reads it (loading it if needed)."""
+        if Need.FEATURES not in self.summarizer.needs | self.extractor.needs:
+            return None
+        return self.context.heads.sha256
 
     # Runnable interface -------------------------------------------------------------------
     def invoke(
@@ -201,6 +211,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             prompt_tokens=w.prompt_tokens,
             generated_tokens=w.generated_tokens,
             timings_ms={k: round(v, 1) for k, v in w.timings.items()},
+            heads=self.heads_sha,
             diagnostics=w.diagnostics,
         )
         return Result(
@@ -222,7 +233,7 @@ def build_pipeline(
     The model is loaded only when a configured stage needs one (or ``load_model`` asks for it
     anyway, so that ``meta`` can name it); pass ``model`` to reuse one already loaded.
     """
-    if model is None and (needs_of(settings) & {Need.CHAT, Need.SCORER} or load_model):
+    if model is None and (needs_of(settings) & MODEL_NEEDS or load_model):
         from service.model import load_model as load
 
         model = load(settings)

@@ -89,6 +89,9 @@ class Meta(BaseModel):
     prompt_tokens: int = 0
     generated_tokens: int = 0
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    heads: str | None = Field(
+        default=None, description="sha256 of the trained heads artifact a learned stage used."
+    )
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
 
 

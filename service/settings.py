@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     dtype: Literal["bfloat16", "float32"] = "bfloat16"
     threads: int | None = Field(default=None, ge=1)
 
+    heads: Path | None = None  # trained heads artifact; default: the one in the package
     summarizer: str = "centrality"  # a registered summarizer (service.summarizers)
     extractor: str = "rules"  # a registered extractor (service.extractors)
     summary_sentences: int = Field(default=4, ge=1, le=10)
