@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from service.article import clean_article, split_sentences
 from service.errors import InputError, ModelError, StandpointError, first_error
+from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
 from service.stages import Need, Stage, StageContext, Work, needs_of, stage_class
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 
 Outcome = Result | StandpointError
 MODEL_NEEDS = frozenset({Need.CHAT, Need.SCORER, Need.FEATURES})
+
+# Part of every cache key: bump it when results computed before a change would now differ
+# in more than the settings show (2: meta.language and the English-only warning).
+RESULT_FORMAT = 2
 
 
 class Pipeline(Runnable[Article | dict[str, Any], Result]):
@@ -84,6 +89,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         """The settings that change results, for cache keys."""
         s = self.settings
         parts = (
+            RESULT_FORMAT,
             s.summarizer,
             s.extractor,
             s.summary_sentences,
@@ -175,6 +181,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             article = item if isinstance(item, Article) else Article.model_validate(item)
         except ValidationError as exc:
             return InputError(first_error(exc), article_id=_id_of(item))
+        if problem := _not_unicode(article):
+            return InputError(problem)
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
@@ -185,6 +193,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             work.diagnostics.junk_removed = len(removed)
             work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
         work.sentences = split_sentences(work.text)
+        work.language, confidence = detect_language(work.text)
+        if warning := language_warning(work.language, confidence):
+            work.warnings.append(warning)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
 
@@ -195,6 +206,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             prompts={k: p.ref for k, p in self.prompts.items()},
             summarizer=self.settings.summarizer,
             extractor=self.settings.extractor,
+            language=w.language,
             chunks=w.chunks,
             prompt_tokens=w.prompt_tokens,
             generated_tokens=w.generated_tokens,
@@ -226,6 +238,21 @@ def build_pipeline(
 
         model = load(settings)
     return Pipeline(settings=settings, model=model)
+
+
+def _not_unicode(article: Article) -> str | None:
+    """What makes the article's strings unencodable (a lone surrogate, which JSON's \\ud800
+    escapes can carry), or None."""
+    for name in ("id", "text", "html"):
+        value = getattr(article, name)
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{name}: a lone surrogate (\\u{ord(value[exc.start]):04x}) at character "
+                f"{exc.start}; send valid Unicode"
+            )
+    return None
 
 
 def _id_of(item: Any) -> str | None:

@@ -57,6 +57,7 @@ class Work:
 
     article: Article
     text: str = ""
+    language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
     sentences: list[Sentence] = field(default_factory=list)
     summary: str = ""
     demands: list[Demand] = field(default_factory=list)
