@@ -216,8 +216,9 @@ def filter_unembedded(
     if not sentences:
         return [], []
     if not article_sentences:
-        return [], [f"removed a summary sentence with no article to support it: {s!r}"
-                     for s in sentences]
+        return [], [
+            f"removed a summary sentence with no article to support it: {s!r}" for s in sentences
+        ]
     best = (embed(sentences) @ embed(support_units(article_sentences)).T).max(axis=1)
     kept, warnings = [], []
     for sentence, cosine in zip(sentences, best, strict=True):

@@ -30,6 +30,7 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -185,7 +186,7 @@ def oracle_labels(sentences: list[Sentence], summary: str) -> np.ndarray:
         return labels
     tokenize = tokenizers.DefaultTokenizer(use_stemmer=True).tokenize
     reference = tokenize(summary)
-    ref_grams = [Counter(reference), Counter(zip(reference, reference[1:], strict=False))]
+    ref_grams = [Counter(reference), Counter(pairwise(reference))]
     body = [j for j, s in enumerate(sentences) if not s.is_heading and len(s.text.split()) >= 5]
     tokens = {j: tokenize(sentences[j].text) for j in body}
 
@@ -193,7 +194,7 @@ def oracle_labels(sentences: list[Sentence], summary: str) -> np.ndarray:
         words = [w for j in sorted(chosen) for w in tokens[j]]
         total = 0.0
         for n, ref in ((1, ref_grams[0]), (2, ref_grams[1])):
-            grams = Counter(words) if n == 1 else Counter(zip(words, words[1:], strict=False))
+            grams = Counter(words) if n == 1 else Counter(pairwise(words))
             overlap = sum((grams & ref).values())
             if overlap:
                 p, r = overlap / sum(grams.values()), overlap / sum(ref.values())
