@@ -14,8 +14,11 @@ import logging
 import sys
 import time
 
+from typing import Any
+
 from service.errors import StandpointError, shorten
 from service.inputs import read_inputs
+from service.schemas import Article
 from service.settings import add_pipeline_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
@@ -43,7 +46,8 @@ def _summarize(args: argparse.Namespace) -> int:
     failed = 0
     started = time.perf_counter()
     for article, result in zip(
-        articles, pipeline.batch(articles, return_exceptions=True), strict=True
+        articles, pipeline.batch(list[Article | dict[str, Any]](articles), return_exceptions=True),
+        strict=True,
     ):
         if isinstance(result, StandpointError):
             failed += 1
