@@ -13,46 +13,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.article import Sentence
-from service.grounding import COMMON_CAPITALISED
+from service.lexicon import (
+    CONDITIONAL_CUES,
+    DEMAND_CUES,
+    NEUTRAL_CUES,
+    NOT_ACTORS,
+    OPPOSE_CUES,
+    REPORTING,
+    SUBJECT_CUES,
+    SUPPORT_CUES,
+    TITLE_WORDS,
+)
 from service.schemas import Demand, Position, Stance
 
-_REPORTING = (
-    r"said|says|say|stated|states|added|adds|told|tells|warned|warns|noted|notes|"
-    r"reiterated|repeated|insisted|insists|demanded|demands|urged|urges|called|calls|"
-    r"argued|argues|claimed|claims|declared|declares|stressed|stresses|wrote|writes|"
-    r"asked|asks|ruled|rules|rejected|rejects|accused|accuses|suggested|suggests|"
-    r"projected|alleged|alleging|announced|announces|acknowledged|confirmed|denied|"
-    r"welcomed|welcomes|praised|criticized|criticised|proposed|proposes|offered"
-)
-DEMAND_CUES = re.compile(
-    r"\b(demand(?:s|ed|ing)?|insist(?:s|ed|ing)?|call(?:s|ed|ing)? for|call(?:s|ed)? on|"
-    r"urg(?:e|es|ed|ing)|must|requir(?:e|es|ed|ing)|condition(?:s)?|ultimatum|"
-    r"wants?|wanted|press(?:es|ed)? for)\b",
-    re.IGNORECASE,
-)
-OPPOSE_CUES = re.compile(
-    r"\b(pointless|ruled out|rule out|rules out|reject(?:s|ed|ing)?|oppos(?:e|es|ed|ing)|"
-    r"refus(?:e|es|ed|ing)|won[’']t|will not|never|illegal|unacceptable|no trust|"
-    r"lacks? legitimacy|fake|denied|denies|criticiz(?:e|es|ed)|criticis(?:e|es|ed)|"
-    r"accus(?:e|es|ed))\b",
-    re.IGNORECASE,
-)
-SUPPORT_CUES = re.compile(
-    r"\b(ready|willing|welcom(?:e|es|ed)|support(?:s|ed)?|back(?:s|ed)|basis|agree(?:s|d)?|"
-    r"progress|positive|hopeful|optimistic|praised?|constructive|taking into account|"
-    r"open to|prepared to|commit(?:s|ted)? to)\b",
-    re.IGNORECASE,
-)
-CONDITIONAL_CUES = re.compile(
-    r"\b(if|unless|only (?:if|when|after)|provided(?: that)?|as long as|on condition|until|"
-    r"before any|in exchange for)\b",
-    re.IGNORECASE,
-)
-NEUTRAL_CUES = re.compile(
-    r"(neither confirm(?:s|ed)? nor den(?:y|ies|ied)|declined to comment|no comment|"
-    r"would not (?:say|comment))",
-    re.IGNORECASE,
-)
 _CONDITION_SPAN = re.compile(
     r"\b(?:only if|if|unless|provided that|as long as|until|before any|before|"
     r"in exchange for|on condition that)\b[^.;:!?,”\"]*",
@@ -63,84 +36,7 @@ _QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"")
 _NAME = re.compile(
     r"(?:[A-Z][\w’'.-]*[\w.]|U\.S\.|U\.N\.)(?:\s+(?:of\s+|the\s+)?(?:[A-Z][\w’'.-]*[\w.]))*"
 )
-_TITLE_WORDS = {
-    "president",
-    "minister",
-    "secretary",
-    "spokesperson",
-    "spokesman",
-    "spokeswoman",
-    "envoy",
-    "aide",
-    "chancellor",
-    "prime",
-    "foreign",
-    "defence",
-    "defense",
-    "chief",
-    "leader",
-    "ambassador",
-    "adviser",
-    "advisor",
-    "general",
-    "head",
-    "official",
-    "negotiator",
-    "russian",
-    "ukrainian",
-    "american",
-    "u.s.",
-    "kremlin",
-    "top",
-    "special",
-    "deputy",
-    "senior",
-    "state",
-    "former",
-    "mr.",
-    "mrs.",
-    "ms.",
-    "dr.",
-}
-# Capitalised words that never name an actor: sentence openers, days, months, demonyms.
-_NOT_ACTORS = COMMON_CAPITALISED | {
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "actually",
-    "maybe",
-    "only",
-    "comments",
-    "russian",
-    "ukrainian",
-    "american",
-    "european",
-    "though",
-    "although",
-    "because",
-    "asked",
-    "reuters",
-    "kremlin",
-    "world",
-    "air",
-}
-_PRONOUNS = re.compile(r"^(?:He|She|They)\b|\b(?:he|she) (?:" + _REPORTING + r")\b")
+_PRONOUNS = re.compile(r"^(?:He|She|They)\b|\b(?:he|she) (?:" + REPORTING + r")\b")
 
 
 @dataclass
@@ -172,7 +68,7 @@ class ActorIndex:
         """The person a description such as "the Russian president" refers to: the last
         speaker if it fits, else the first person introduced with that title."""
         words = [w for w in description.lower().split() if w not in {"the", "a", "an"}]
-        if not words or not all(w in _TITLE_WORDS for w in words):
+        if not words or not all(w in TITLE_WORDS for w in words):
             return None
         fits = [p for p, title in self.titles.items() if all(w in title.split() for w in words)]
         if last_speaker in fits:
@@ -188,15 +84,15 @@ def index_actors(text: str) -> ActorIndex:
             if words and words[-1].endswith(".") and words[-1].count(".") == 1:
                 words[-1] = words[-1][:-1]
             lead = []
-            while words and words[0].lower().strip(".") in _TITLE_WORDS | {"u.s", "kremlin"}:
+            while words and words[0].lower().strip(".") in TITLE_WORDS | {"u.s", "kremlin"}:
                 lead.append(words.pop(0))
-            if len(words) < 2 or words[0].lower() in _NOT_ACTORS:
+            if len(words) < 2 or words[0].lower() in NOT_ACTORS:
                 continue
             full = " ".join(words)
             index.full_names.setdefault(words[-1], full)
             before: list[str] = []
             for word in reversed(piece[: match.start()].split()):
-                if word.lower() not in _TITLE_WORDS:
+                if word.lower() not in TITLE_WORDS:
                     break
                 before.insert(0, word)
             title = " ".join([*before, *lead]).lower()
@@ -208,13 +104,13 @@ def index_actors(text: str) -> ActorIndex:
 def names_in(text: str, index: ActorIndex) -> list[str]:
     found = []
     for match in _NAME.finditer(text):
-        words = [w for w in match.group().split() if w.lower().strip(".") not in _TITLE_WORDS]
-        while words and words[0].lower() in _NOT_ACTORS:
+        words = [w for w in match.group().split() if w.lower().strip(".") not in TITLE_WORDS]
+        while words and words[0].lower() in NOT_ACTORS:
             words.pop(0)
         if not words:
             continue
         name = index.canonical(" ".join(words).rstrip("."))
-        if name.lower() not in _NOT_ACTORS and name not in found:
+        if name.lower() not in NOT_ACTORS and name not in found:
             found.append(name)
     return found
 
@@ -222,7 +118,7 @@ def names_in(text: str, index: ActorIndex) -> list[str]:
 def attribute(sentence: str, index: ActorIndex, last_speaker: str | None) -> str | None:
     """Who speaks in a sentence: named after a closing quote, as the subject of a reporting
     verb, by the title the article introduced them with, or the last speaker for pronouns."""
-    reporting = rf"(?:{_REPORTING})"
+    reporting = rf"(?:{REPORTING})"
     after_quote = re.search(
         rf"[”\"],?\s+(?:(?:{reporting})\s+)?([A-Z][^,.;”]*?)\s+(?:{reporting})\b", sentence
     )
@@ -250,7 +146,7 @@ def attribute(sentence: str, index: ActorIndex, last_speaker: str | None) -> str
 def _subject(sentence: str, index: ActorIndex, last_speaker: str | None) -> str | None:
     """The first name, or titled description, before the sentence's first cue verb."""
     cue = re.search(
-        rf"\b(?:{_REPORTING}|wants?|refused|drove|set out|restated|underscored|accused)\b",
+        rf"\b(?:{REPORTING}|{SUBJECT_CUES})\b",
         sentence,
     )
     if not cue:
@@ -264,7 +160,7 @@ def _subject(sentence: str, index: ActorIndex, last_speaker: str | None) -> str 
         return names[0]
     title = re.search(
         r"(?:[Tt]he\s+)?((?:[\w.’']+\s+){0,3}(?:"
-        + "|".join(sorted(w for w in _TITLE_WORDS if w.isalpha()))
+        + "|".join(sorted(w for w in TITLE_WORDS if w.isalpha()))
         + r"))\b",
         head,
         re.IGNORECASE,
@@ -314,7 +210,7 @@ def is_candidate(sentence: Sentence) -> bool:
     text = sentence.text
     return bool(
         _QUOTED.search(text)
-        or re.search(rf"\b(?:{_REPORTING})\b", text)
+        or re.search(rf"\b(?:{REPORTING})\b", text)
         or DEMAND_CUES.search(text)
         or OPPOSE_CUES.search(text)
         or NEUTRAL_CUES.search(text)
@@ -344,7 +240,7 @@ def _body(sentence: str) -> str:
     quoted = [a or b for a, b in _QUOTED.findall(sentence)]
     if quoted and sum(len(q) for q in quoted) > 0.5 * len(sentence):
         return " ".join(q.strip(" ,") for q in quoted)
-    cue = re.search(rf"\b(?:{_REPORTING}|repeated|insisted)\b(?:\s+(?:that|for|on))?\s+", sentence)
+    cue = re.search(rf"\b(?:{REPORTING}|repeated|insisted)\b(?:\s+(?:that|for|on))?\s+", sentence)
     if cue and cue.end() < len(sentence) - 10:
         return sentence[cue.end() :].rstrip(" .")
     return sentence.rstrip(" .")
