@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from service.lexicon import COMMON_CAPITALISED, NUMBER_WORDS
+from service.lexicon import NOT_NAMES, NUMBER_WORDS
 
 # Same character for the typographic variants a model or a user may swap in.
 _FOLD = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-"})
@@ -52,7 +52,7 @@ def _names(sentence: str) -> list[str]:
     names = []
     for match in re.finditer(r"\b[A-Z][\w'’.-]*", sentence):
         word = match.group().rstrip(".'’")
-        if word.lower() in COMMON_CAPITALISED or len(word) < 2:
+        if word.lower() in NOT_NAMES or len(word) < 2:
             continue
         names.append(word)
     return names
