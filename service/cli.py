@@ -13,7 +13,6 @@ import importlib.util
 import logging
 import sys
 import time
-
 from typing import Any
 
 from service.errors import StandpointError, shorten
@@ -46,7 +45,8 @@ def _summarize(args: argparse.Namespace) -> int:
     failed = 0
     started = time.perf_counter()
     for article, result in zip(
-        articles, pipeline.batch(list[Article | dict[str, Any]](articles), return_exceptions=True),
+        articles,
+        pipeline.batch(list[Article | dict[str, Any]](articles), return_exceptions=True),
         strict=True,
     ):
         if isinstance(result, StandpointError):

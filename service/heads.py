@@ -26,13 +26,13 @@ import numpy as np
 
 from service.article import Sentence
 from service.errors import StandpointError
-from service.extraction import (
+from service.extraction import classify
+from service.lexicon import (
     CONDITIONAL_CUES,
     DEMAND_CUES,
     NEUTRAL_CUES,
     OPPOSE_CUES,
     SUPPORT_CUES,
-    classify,
 )
 
 # Bump when the meaning or order of features changes: artifacts record it and are refused
