@@ -31,6 +31,8 @@ EXTRACTION_METRICS = (
     "demands_f1",
     "positions_f1",
     "positions_strict_f1",
+    "items_strict_f1",
+    "items_f1",
     "quote_validity",
     "items_dropped",
     "json_valid",

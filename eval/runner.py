@@ -62,7 +62,7 @@ SYSTEMS = (
 EXTRA_METRICS: dict[str, bool | None] = {
     **{
         f"{kind}_{part}": True
-        for kind in ("demands", "positions", "positions_strict")
+        for kind in ("demands", "positions", "positions_strict", "items_strict", "items")
         for part in ("precision", "recall", "f1")
     },
     "json_valid": True,
@@ -73,7 +73,7 @@ EXTRA_METRICS: dict[str, bool | None] = {
     "prompt_tokens": None,
     "generated_tokens": None,
 }
-EXTRACTION_KINDS = ("demands", "positions", "positions_strict")
+EXTRACTION_KINDS = ("demands", "positions", "positions_strict", "items_strict", "items")
 
 
 @dataclass(frozen=True)
