@@ -534,6 +534,9 @@ def test_fuzz_against_the_openapi_schema_never_gives_a_5xx(
     tmp_path: Path, mode: GenerationMode
 ) -> None:
     """Schemathesis requests from the app's own schema: no 5xx, and responses match the schema."""
+    from service.embedding import embed
+
+    embed(["/v1/briefings embeds: load the model before the requests' 10 s timeouts run"])
     settings = make_settings(tmp_path, max_chars=20_000)
     schema = schemathesis.openapi.from_asgi(
         "/openapi.json", create_app(settings, Pipeline(settings=settings))
