@@ -332,3 +332,23 @@ def test_a_briefing_keeps_no_embeddings_in_memory(pipeline: Pipeline) -> None:
     before = len(embedding._EMBEDDINGS)
     brief([{"text": INTRODUCED + " Fresh words."}, {"text": CAPITAL + " More."}], pipeline=pipeline)
     assert len(embedding._EMBEDDINGS) == before
+
+
+def test_brief_command_reads_outlets_and_titles_from_jsonl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STANDPOINT_CACHE_DIR", str(tmp_path / "cache"))
+    rows = tmp_path / "event.jsonl"
+    rows.write_text(
+        json.dumps({"id": "a", "text": INTRODUCED, "outlet": "Outlet A", "title": "T"})
+        + "\n"
+        + json.dumps({"id": "b", "text": SURNAME, "url": "ignored"})
+        + "\n",
+        encoding="utf-8",
+    )
+    assert main(["brief", str(rows), "--json"]) == 0
+    briefing = Briefing.model_validate_json(capsys.readouterr().out)
+    assert [(a.id, a.outlet, a.title) for a in briefing.articles] == [
+        ("a", "Outlet A", "T"),
+        ("b", None, None),
+    ]
