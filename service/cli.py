@@ -30,6 +30,10 @@ PLUGGED = {
         "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
     ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
+    "brief": (
+        "service.briefing",
+        "Brief several reports of one event: merged items, what differs, combined summary.",
+    ),
     "train": (
         "service.training",
         "Train the learned stages' heads from annotations; print a cross-validated report.",
