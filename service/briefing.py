@@ -250,7 +250,8 @@ class ActorResolver:
         with that title in this article, else in another one."""
         order = [article, *(i for i in range(len(self.indexes)) if i != article)]
         for i in order:
-            found = self.indexes[i].by_description(description)
+            words = [w.lower().strip(".,’'") for w in description.split()]
+            found = self.indexes[i].by_description([w for w in words if w not in {"the", "a"}])
             if found:
                 return found
         return None
