@@ -12,18 +12,11 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.article import Sentence
+from service.article import REPORTING_VERBS, Sentence
 from service.grounding import COMMON_CAPITALISED
 from service.schemas import Demand, Position, Stance
 
-_REPORTING = (
-    r"said|says|say|stated|states|added|adds|told|tells|warned|warns|noted|notes|"
-    r"reiterated|repeated|insisted|insists|demanded|demands|urged|urges|called|calls|"
-    r"argued|argues|claimed|claims|declared|declares|stressed|stresses|wrote|writes|"
-    r"asked|asks|ruled|rules|rejected|rejects|accused|accuses|suggested|suggests|"
-    r"projected|alleged|alleging|announced|announces|acknowledged|confirmed|denied|"
-    r"welcomed|welcomes|praised|criticized|criticised|proposed|proposes|offered"
-)
+_REPORTING = REPORTING_VERBS
 DEMAND_CUES = re.compile(
     r"\b(demand(?:s|ed|ing)?|insist(?:s|ed|ing)?|call(?:s|ed|ing)? for|call(?:s|ed)? on|"
     r"urg(?:e|es|ed|ing)|must|requir(?:e|es|ed|ing)|condition(?:s)?|ultimatum|"

@@ -9,6 +9,7 @@ settings, and ``service.cache.CachedPipeline`` wraps it with the result cache.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -173,7 +174,10 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             return exc
         if removed:
             work.diagnostics.junk_removed = len(removed)
-            work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
+            work.warnings.append(
+                f"removed {len(removed)} pieces of page furniture: "
+                + json.dumps(removed, ensure_ascii=False)
+            )
         work.sentences = split_sentences(work.text)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
