@@ -123,6 +123,19 @@ def test_input_nested_too_deep_is_one_line(tmp_path, capsys):
     assert json.loads(out.read_text())["error"]["message"].endswith("nested too deeply)")
 
 
+def _read_only_mount(folder):
+    """A read-only tmpfs at ``folder``, or None where mounting is not allowed (not root)."""
+    import os
+
+    if os.geteuid() != 0:
+        return None
+    folder.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(folder)], capture_output=True
+    )
+    return folder if done.returncode == 0 else None
+
+
 def _immutable(path):
     """``path`` made immutable with chattr, or None where that is not possible."""
     import shutil
@@ -141,6 +154,7 @@ def _immutable(path):
         ("/proc/no-such-folder/out.jsonl", "No such file or directory"),
         ("/proc/out.jsonl", "No such file or directory"),
         ("immutable", "Operation not permitted"),
+        ("read-only", "Read-only file system"),
     ],
 )
 def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, target, needle):
@@ -153,11 +167,18 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path, capsys, target, 
         if made is None:
             pytest.skip("chattr +i is not available here")
         target = str(made)
+    elif target == "read-only":
+        mounted = _read_only_mount(tmp_path / "ro")
+        if mounted is None:
+            pytest.skip("cannot mount a read-only file system here")
+        target = str(mounted / "out.jsonl")
     try:
         code, err = run_main(capsys, "batch", str(source), "-o", target, "--no-progress")
     finally:
         if target.endswith("locked.jsonl"):
             subprocess.run(["chattr", "-i", target], check=True)
+        if target.endswith("ro/out.jsonl"):
+            subprocess.run(["umount", str(tmp_path / "ro")], check=True)
     assert code == 1
     assert len(err) == 1 and err[0].startswith(f"standpoint: {target}: ") and needle in err[0]
 
