@@ -149,13 +149,15 @@ def put_in_input_order(path: Path, order: Sequence[str]) -> None:
     resumed run filled in retried or set-aside ids. Other lines keep their places."""
     lines = path.read_bytes().splitlines(keepends=True)
     rank = {row_id: i for i, row_id in enumerate(order)}
-    slots = [i for i, line in enumerate(lines) if _row_id(line) in rank]
-    mine = sorted((lines[i] for i in slots), key=lambda line: rank[_row_id(line) or ""])
-    if [lines[i] for i in slots] == mine:
+    ranks = [rank.get(_row_id(line) or "", -1) for line in lines]
+    slots = [i for i, r in enumerate(ranks) if r >= 0]
+    mine = sorted(slots, key=lambda i: ranks[i])
+    if mine == slots:
         return
-    for i, line in zip(slots, mine, strict=True):
-        lines[i] = line
-    _replace(path, b"".join(lines))
+    reordered = list(lines)
+    for slot, i in zip(slots, mine, strict=True):
+        reordered[slot] = lines[i]
+    _replace(path, b"".join(reordered))
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -400,8 +402,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(outcome.lines))
             minutes = (time.perf_counter() - started) / 60
             bar.set_postfix_str(f"{finished / minutes:.1f} articles/min", refresh=False)
-    with _writing(output):
-        put_in_input_order(output, order)
+    if finished:  # only rows appended now can be out of input order
+        with _writing(output):
+            put_in_input_order(output, order)
 
     elapsed = time.perf_counter() - started
     print(
