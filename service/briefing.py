@@ -664,7 +664,7 @@ def read_articles(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[Fail
                         message = f"{row.where}: {row.error}"
                         failed.append(FailedArticle(id=row.id, status=422, message=message))
                     else:
-                        articles.append(row.article)
+                        articles.append(row.article.model_dump(exclude_none=True))
         except (InputError, OSError, UnicodeDecodeError) as exc:
             message = exc.message if isinstance(exc, InputError) else str(exc)
             failed.append(FailedArticle(id=Path(name).stem, status=422, message=message))
