@@ -661,8 +661,9 @@ def read_articles(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[Fail
             else:
                 for row in read_paths([name], max_chars=max_chars):
                     if row.article is None:
-                        message = f"{row.where}: {row.error}"
-                        failed.append(FailedArticle(id=row.id, status=422, message=message))
+                        failed.append(
+                            FailedArticle(id=Path(name).stem, status=422, message=str(row.error))
+                        )
                     else:
                         articles.append(row.article.model_dump(exclude_none=True))
         except (InputError, OSError, UnicodeDecodeError) as exc:
