@@ -59,7 +59,7 @@ def _summarize(args: argparse.Namespace) -> int:
                 continue
             failed += 1
             where, message = (row.id, result.message) if result else (row.where, row.error)
-            print(f"standpoint: {shorten(where)}: {message}", file=sys.stderr, flush=True)
+            print(f"standpoint: {shorten(where, 240)}: {message}", file=sys.stderr, flush=True)
     logger.info("%d articles in %.1f s", count, time.perf_counter() - started)
     return 2 if failed else 0
 

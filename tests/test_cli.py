@@ -93,7 +93,6 @@ def test_a_long_id_is_shortened_in_the_error_line(tmp_path, capsys):
     assert main(["summarize", str(rows)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and len(err) < 200, err[:300]
-    assert "xxxx…" in err and "(100000 characters)" in err
     assert "512" in err  # the reason is still there
 
 
