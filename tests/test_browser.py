@@ -213,8 +213,8 @@ def test_briefing_of_the_seeds_shows_merged_items_and_highlights_each_source(
     page.click("#brief-seeds")
     texts = page.locator(".brief-article textarea")
     expect(texts).to_have_count(len(SEEDS))
-    for i, seed in enumerate(SEEDS):
-        assert texts.nth(i).input_value() == seed.read_text(encoding="utf-8")
+    for i, seed in enumerate(SEEDS):  # the page starts with empty boxes; the seeds arrive later
+        expect(texts.nth(i)).to_have_value(seed.read_text(encoding="utf-8"))
     with page.expect_response("**/v1/briefings", timeout=60_000) as answer:
         page.click("#brief-submit")
     briefing = answer.value.json()
