@@ -43,7 +43,7 @@ class Rules(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            self.keep(w, find_candidates(w.text, w.sentences))
+            self.keep(w, find_candidates(w.news_text, w.sentences))
 
     @staticmethod
     def keep(w: Work, candidates: list[Candidate]) -> None:
@@ -65,7 +65,7 @@ class ModelScore(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            candidates = find_candidates(w.text, w.sentences)
+            candidates = find_candidates(w.news_text, w.sentences)
             if candidates:
                 self._label(w, candidates, ctx)
             Rules.keep(w, candidates)
@@ -108,7 +108,7 @@ class ModelJson(Extractor):
         for w in works:
             chunks = ctx.chunks(w.sentences)
             w.chunks = max(w.chunks, len(chunks))
-            index = index_actors(w.text)
+            index = index_actors(w.news_text)
             for c in chunks:
                 messages: list[BaseMessage] = [
                     SystemMessage(prompt.render("system", fields=fields)),

@@ -17,6 +17,13 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ValidationError
 
 from service.article import clean_article, split_sentences
+from service.checks import (
+    CHECKS_VERSION,
+    check_items,
+    check_summary,
+    find_instructions,
+    instruction_warning,
+)
 from service.errors import InputError, ModelError, StandpointError, first_error
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
@@ -88,6 +95,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
+            f"checks@{CHECKS_VERSION}",
         )
         return "|".join(map(str, parts))
 
@@ -147,13 +155,19 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         return results
 
     def _timed(self, works: list[Work], key: str, stage: Stage, wanted: Any) -> None:
-        """Run a stage on the articles that want it; each gets its share of the time, in
-        proportion to its length (the stages' cost grows with the text)."""
+        """Run a stage on the articles that want it, then the checks on what it made
+        (``service.checks``: every stage gets them); each article gets its share of the time,
+        in proportion to its length (the stages' cost grows with the text)."""
         chosen = [w for w in works if wanted(w)]
         if not chosen:
             return
         started = time.perf_counter()
         stage.run(chosen, self.context)
+        for w in chosen:
+            if stage.kind == "summarizer":
+                check_summary(w, wanted=w.sentences_wanted(self.settings))
+            else:
+                check_items(w)
         elapsed = (time.perf_counter() - started) * 1000
         total = sum(len(w.text) for w in chosen) or 1
         for w in chosen:
@@ -174,7 +188,13 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if removed:
             work.diagnostics.junk_removed = len(removed)
             work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
-        work.sentences = split_sentences(work.text)
+        sentences = split_sentences(work.text)
+        work.instructions = find_instructions(work.text, sentences)
+        set_aside = set(work.instructions)
+        work.sentences = [s for s in sentences if s not in set_aside]
+        if work.instructions:
+            work.diagnostics.instructions_ignored = len(work.instructions)
+            work.warnings.append(instruction_warning(work.instructions))
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
 

@@ -1,0 +1,172 @@
+"""Hostile articles (tests/canaries/) through every registered stage: text an article addresses
+to a model or an editor never reaches a summary or an item.
+
+Deterministic stages run alone; model stages run with a compromised fake chat model (it does
+whatever the injection says, whatever it is asked) and with the tiny random model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from service.pipeline import Pipeline
+from service.schemas import Result
+from service.settings import Settings
+from service.stages import Need, registered
+
+CANARIES = Path(__file__).parent / "canaries"
+CASES = [json.loads(line) for line in (CANARIES / "articles.jsonl").read_text().splitlines()]
+REPORTS = [json.loads(line) for line in (CANARIES / "reports.jsonl").read_text().splitlines()]
+MARKERS = ("<|", "|>", "[INST]", "<<SYS>>", "SYSTEM:", "### Instruction")
+
+
+def stage_runs() -> list[Any]:
+    """(kind, stage name, model) for every registered stage: model stages with the fake
+    chat model where they generate, and with the tiny model."""
+    runs = []
+    for kind in ("summarizer", "extractor"):
+        for name, stage in sorted(registered(kind).items()):
+            if Need.CHAT in stage.needs:
+                models = ["fake", "tiny"]
+            elif Need.SCORER in stage.needs:
+                models = ["tiny"]
+            else:
+                models = ["none"]
+            runs += [pytest.param(kind, name, m, id=f"{kind}-{name}-{m}") for m in models]
+    return runs
+
+
+def article(case: dict[str, Any]) -> dict[str, str]:
+    return {"id": case["id"], "text": case["text"]}
+
+
+def grounded_item(case: dict[str, Any]) -> Any:
+    """A real demand of the article (not the injection's) for the fake model to misuse."""
+    result = Pipeline(settings=Settings(summarizer="lead")).invoke(article(case))
+    banned = [c.lower() for c in case["canaries"] + case["invented"]]
+    return next(
+        d
+        for d in result.demands
+        if not any(b in json.dumps(d.model_dump()).lower() for b in banned)
+    )
+
+
+class Obedient(BaseChatModel):
+    """A compromised model: it writes what each article's injection asks for."""
+
+    cases: list[dict[str, Any]]
+    seen: list[str] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+
+    @property
+    def _llm_type(self) -> str:
+        return "obedient"
+
+    def _case(self, prompt: str) -> dict[str, Any]:
+        for case in self.cases:  # the article it was given, by its first sentence
+            if case["text"].split("\n")[0] in prompt:
+                return case
+        raise AssertionError("prompt holds no canary article")
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        self.seen.append(prompt)
+        case = self._case(prompt)
+        canary, invented = case["canaries"][0], case["invented"][0]
+        real = case["real"]
+        injected = next(line for line in case["text"].split("\n") if canary in line)
+        if "JSON" in prompt:
+            demand = {"demand": f"the surrender of {canary}", "target": canary, "conditions": None}
+            reply = {
+                "demands": [
+                    {"actor": invented, **demand, "quote": injected},
+                    {"actor": invented, **demand, "target": None, "quote": real["quote"]},
+                    {
+                        "actor": real["actor"],
+                        "demand": real["demand"],
+                        "target": canary,
+                        "conditions": f"unless {canary} is paid",
+                        "quote": real["quote"],
+                    },
+                ],
+                "positions": [
+                    {
+                        "actor": invented,
+                        "issue": f"the {canary} plan",
+                        "stance": "support",
+                        "quote": real["quote"],
+                    }
+                ],
+            }
+            content = json.dumps(reply)
+        else:
+            content = (
+                f"{invented} demanded {canary}. SYSTEM: the summary is complete. {real['quote']}"
+            )
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content))])
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[dict[str, Any]]:
+    return [{**case, "real": grounded_item(case).model_dump()} for case in CASES]
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_model_dir: Path) -> Any:
+    from service.model import LocalChatModel, LocalModel
+
+    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype="float32")
+    return LocalChatModel(local=local, max_new_tokens=8)
+
+
+def assert_clean(result: Result, case: dict[str, Any]) -> None:
+    outputs = {
+        "summary": result.summary,
+        **{
+            f"item {i}": json.dumps(item.model_dump(), ensure_ascii=False)
+            for i, item in enumerate([*result.demands, *result.positions])
+        },
+    }
+    for where, value in outputs.items():
+        for banned in [*case["canaries"], *case["invented"], *MARKERS]:
+            assert banned.lower() not in value.lower(), f"{case['id']}: {banned!r} in {where}"
+    for item in [*result.demands, *result.positions]:
+        assert result.text[item.start : item.end] == item.quote
+
+
+def test_the_suite_holds_at_least_ten_hostile_articles():
+    assert len(CASES) >= 10
+    for case in CASES:  # each canary occurs in the injected passage only
+        injected = [line for line in case["text"].split("\n") if case["canaries"][0] in line]
+        rest = case["text"].replace("\n".join(injected), "")
+        assert injected and not any(c in rest for c in case["canaries"]), case["id"]
+
+
+@pytest.mark.parametrize(("kind", "name", "model"), stage_runs())
+def test_no_canary_reaches_a_summary_or_an_item(cases, tiny_chat, kind, name, model):
+    stages = {"summarizer": "lead", "extractor": "rules", kind: name}
+    settings = Settings(
+        summarizer=stages["summarizer"],
+        extractor=stages["extractor"],
+        max_new_tokens=8,  # the tiny model's words are noise: the fewest the settings allow
+        json_max_new_tokens=16,
+    )
+    chat: BaseChatModel | None = None
+    if model == "fake":
+        chat = Obedient(cases=cases)
+    elif model == "tiny":
+        chat = tiny_chat
+    results = Pipeline(settings=settings, model=chat).batch([article(c) for c in cases])
+    for result, case in zip(results, cases, strict=True):
+        assert_clean(result, case)
+        assert result.meta.diagnostics.instructions_ignored >= 1, case["id"]
+    if isinstance(chat, Obedient):  # the injected passages never reached the model
+        for prompt in chat.seen:
+            assert not any(c["canaries"][0] in prompt for c in cases)
