@@ -37,7 +37,7 @@ test: model browser
 	$(BIN)/pytest
 
 test-fast: setup
-	$(BIN)/pytest -m "not model"
+	$(BIN)/pytest -m "not model and not fuzz"
 
 eval: model
 	$(BIN)/standpoint eval --dataset $(DATASET)

@@ -328,9 +328,9 @@ def run_eval(
     articles = [a for a, _ in pairs]
     if model is None and any(s.needs_model for s in chosen):
         from service.model import load_model
-        from service.settings import Settings
+        from service.settings import load_settings
 
-        model = load_model(Settings())
+        model = load_model(load_settings())
     started_at = datetime.now(UTC)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     by_system: dict[str, Any] = {}

@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 
-from service.errors import StandpointError
+from service.errors import StandpointError, shorten
 from service.inputs import read_inputs
 from service.settings import add_pipeline_arguments, settings_from_args
 
@@ -28,6 +28,10 @@ PLUGGED = {
         "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
     ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
+    "train": (
+        "service.training",
+        "Train the learned stages' heads from annotations; print a cross-validated report.",
+    ),
 }
 
 
@@ -43,7 +47,7 @@ def _summarize(args: argparse.Namespace) -> int:
     ):
         if isinstance(result, StandpointError):
             failed += 1
-            print(f"standpoint: {article.get('id')}: {result.message}", file=sys.stderr)
+            print(f"standpoint: {shorten(article.get('id'))}: {result.message}", file=sys.stderr)
             continue
         print(result.model_dump_json(indent=2 if args.pretty else None))
     logger.info("%d articles in %.1f s", len(articles), time.perf_counter() - started)

@@ -24,11 +24,25 @@ class InputError(StandpointError):
     status_code = 422
 
 
+class SettingsError(StandpointError):
+    """A setting (a STANDPOINT_* variable, or the flag that overrides it) has a bad value."""
+
+    exit_code = 78  # EX_CONFIG in sysexits.h: a configuration error
+
+
 class ModelError(StandpointError):
     """The model could not be loaded or did not answer."""
 
     exit_code = 3
     status_code = 503
+
+
+def shorten(text: object, limit: int = 60) -> str:
+    """``text`` for one line of a message: cut to ``limit`` characters, saying how long it was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 def first_error(exc: Any) -> str:

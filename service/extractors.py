@@ -54,6 +54,30 @@ class Rules(Extractor):
 
 
 @register
+class Learned(Extractor):
+    """Trained heads on the model's sentence features: which sentences state a demand or a
+    position, the stance, and which of the article's names is the actor."""
+
+    name = "learned"
+    needs = frozenset({Need.FEATURES})
+    uses_model = True
+
+    def run(self, works: list[Work], ctx: StageContext) -> None:
+        from service.learned import article_features, items_for, sentence_matrix
+
+        heads = ctx.heads
+        hidden = article_features(
+            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+        )
+        for w, h in zip(works, hidden, strict=True):
+            x = sentence_matrix(h, w.sentences)
+            w.demands, w.positions, unattributed = items_for(heads, w.text, w.sentences, x)
+            if unattributed:
+                w.diagnostics.items_dropped += unattributed
+                w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
+
+
+@register
 class ModelScore(Extractor):
     """The rule candidates, labelled by the model: the label whose continuation is most
     likely after the sentence, calibrated against a content-free query."""

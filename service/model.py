@@ -17,10 +17,12 @@ import re
 import shutil
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -248,6 +250,71 @@ class LocalModel:
                 total += float(first[token]) if at < 0 else float(logp[r, at, token])
             totals.append(total)
         return totals
+
+    @torch.inference_mode()
+    def sentence_features(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        *,
+        layers: Sequence[int],
+        window_tokens: int = 2048,
+    ) -> list[np.ndarray]:
+        """Hidden states of the given layers, pooled over each sentence's tokens.
+
+        One forward pass per article (per window of ``window_tokens`` for longer ones) through
+        the first ``max(layers)`` layers only, so every sentence is read with its left context.
+        Articles are not padded into a batch with each other: a prompt of hundreds of tokens
+        already fills the matrix units, and alone each article's features are exactly the same
+        whatever else is being read. The article is read as plain text (special-token strings
+        are split, never control tokens). For text ``i`` returns an array
+        ``[len(layers), len(spans[i]), 2, hidden]``: the mean of the sentence's token states and
+        the state at its last token.
+        """
+        decoder = self.model.model
+        captured: dict[int, torch.Tensor] = {}
+        hooks = [
+            decoder.layers[layer - 1].register_forward_hook(
+                lambda _m, _i, out, layer=layer: captured.__setitem__(
+                    layer, out[0] if isinstance(out, tuple) else out
+                )
+            )
+            for layer in layers
+        ]
+        full = decoder.layers
+        decoder.layers = full[: max(layers)]
+        hidden = int(self.model.config.hidden_size)
+        out = []
+        try:
+            for text, text_spans in zip(texts, spans, strict=True):
+                encoded = self.tokenizer(
+                    text,
+                    add_special_tokens=False,
+                    return_offsets_mapping=True,
+                    split_special_tokens=True,
+                )
+                ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+                states: list[torch.Tensor] = []  # [layers, tokens, hidden] per window
+                for at in range(0, len(ids), window_tokens):
+                    captured.clear()
+                    decoder(input_ids=torch.tensor([ids[at : at + window_tokens]]), use_cache=False)
+                    states.append(torch.stack([captured[layer][0].float() for layer in layers]))
+                pooled = np.zeros((len(layers), len(text_spans), 2, hidden), dtype=np.float32)
+                if states:
+                    tokens = torch.cat(states, dim=1).numpy()
+                    begins = np.array([b for b, _ in offsets])
+                    ends = np.array([e for _, e in offsets])
+                    for j, (s, e) in enumerate(text_spans):
+                        inside = np.nonzero((begins < e) & (ends > s))[0]
+                        if len(inside):
+                            pooled[:, j, 0] = tokens[:, inside].mean(axis=1)
+                            pooled[:, j, 1] = tokens[:, inside[-1]]
+                out.append(pooled)
+        finally:
+            decoder.layers = full
+            for hook in hooks:
+                hook.remove()
+        return out
 
     def _schema_enforcer(self, schema: dict[str, Any]) -> TokenEnforcer:
         if self._enforcer_data is None:

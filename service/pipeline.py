@@ -25,6 +25,7 @@ from service.checks import (
     instruction_warning,
 )
 from service.errors import InputError, ModelError, StandpointError, first_error
+from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
 from service.stages import Need, Stage, StageContext, Work, needs_of, stage_class
@@ -37,6 +38,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcome = Result | StandpointError
+MODEL_NEEDS = frozenset({Need.CHAT, Need.SCORER, Need.FEATURES})
+
+# Part of every cache key: bump it when results computed before a change would now differ
+# in more than the settings show (2: meta.language and the English-only warning).
+RESULT_FORMAT = 2
 
 
 class Pipeline(Runnable[Article | dict[str, Any], Result]):
@@ -51,12 +57,13 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         self.summarizer: Stage = stage_class("summarizer", settings.summarizer)()
         self.extractor: Stage = stage_class("extractor", settings.extractor)()
         needs = needs_of(settings)
-        if needs & {Need.CHAT, Need.SCORER} and model is None:
+        if needs & MODEL_NEEDS and model is None:
             names = f"{settings.summarizer}/{settings.extractor}"
             raise ModelError(f"the configured stages ({names}) need a model; none was given")
-        if Need.SCORER in needs and not hasattr(model, "local"):
+        if needs & {Need.SCORER, Need.FEATURES} and not hasattr(model, "local"):
             raise ModelError(
-                "model-rank and model-score score options by likelihood and need a local model"
+                "model-rank, model-score and the learned stages read a local model's scores "
+                "or features; an OpenAI-compatible server cannot serve them"
             )
         self.prompts: dict[str, Prompt] = {
             prompt_id: load_prompt(prompt_id)
@@ -89,15 +96,24 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         """The settings that change results, for cache keys."""
         s = self.settings
         parts = (
+            RESULT_FORMAT,
             s.summarizer,
             s.extractor,
             s.summary_sentences,
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
+            self.heads_sha or "",
             f"checks@{CHECKS_VERSION}",
         )
         return "|".join(map(str, parts))
+
+    @property
+    def heads_sha(self) -> str | None:
+        """The heads artifact's hash when a learned stage reads it (loading it if needed)."""
+        if Need.FEATURES not in self.summarizer.needs | self.extractor.needs:
+            return None
+        return self.context.heads.sha256
 
     # Runnable interface -------------------------------------------------------------------
     def invoke(
@@ -179,6 +195,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             article = item if isinstance(item, Article) else Article.model_validate(item)
         except ValidationError as exc:
             return InputError(first_error(exc), article_id=_id_of(item))
+        if problem := _not_unicode(article):
+            return InputError(problem)
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
@@ -195,6 +213,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if work.instructions:
             work.diagnostics.instructions_ignored = len(work.instructions)
             work.warnings.append(instruction_warning(work.instructions))
+        work.language, confidence = detect_language(work.text)
+        if warning := language_warning(work.language, confidence):
+            work.warnings.append(warning)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
 
@@ -205,10 +226,12 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             prompts={k: p.ref for k, p in self.prompts.items()},
             summarizer=self.settings.summarizer,
             extractor=self.settings.extractor,
+            language=w.language,
             chunks=w.chunks,
             prompt_tokens=w.prompt_tokens,
             generated_tokens=w.generated_tokens,
             timings_ms={k: round(v, 1) for k, v in w.timings.items()},
+            heads=self.heads_sha,
             diagnostics=w.diagnostics,
         )
         return Result(
@@ -230,11 +253,26 @@ def build_pipeline(
     The model is loaded only when a configured stage needs one (or ``load_model`` asks for it
     anyway, so that ``meta`` can name it); pass ``model`` to reuse one already loaded.
     """
-    if model is None and (needs_of(settings) & {Need.CHAT, Need.SCORER} or load_model):
+    if model is None and (needs_of(settings) & MODEL_NEEDS or load_model):
         from service.model import load_model as load
 
         model = load(settings)
     return Pipeline(settings=settings, model=model)
+
+
+def _not_unicode(article: Article) -> str | None:
+    """What makes the article's strings unencodable (a lone surrogate, which JSON's \\ud800
+    escapes can carry), or None."""
+    for name in ("id", "text", "html"):
+        value = getattr(article, name)
+        try:
+            (value or "").encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"{name}: a lone surrogate (\\u{ord(value[exc.start]):04x}) at character "
+                f"{exc.start}; send valid Unicode"
+            )
+    return None
 
 
 def _id_of(item: Any) -> str | None:

@@ -90,10 +90,18 @@ class Meta(BaseModel):
     prompts: dict[str, str] = Field(default_factory=dict)
     summarizer: str
     extractor: str
+    language: str = Field(
+        default="und",
+        description="ISO 639-1 code of the article's language, 'und' when undetermined. "
+        "Extraction is English-only: other languages get a warning.",
+    )
     chunks: int = 1
     prompt_tokens: int = 0
     generated_tokens: int = 0
     timings_ms: dict[str, float] = Field(default_factory=dict)
+    heads: str | None = Field(
+        default=None, description="sha256 of the trained heads artifact a learned stage used."
+    )
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
 
 

@@ -37,6 +37,7 @@ from service.schemas import Article, Demand, Diagnostics, Position
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from service.heads import Heads
     from service.prompts import Prompt
     from service.settings import Settings
 
@@ -49,6 +50,7 @@ class Need(StrEnum):
     CHAT = "chat"  # a chat model that generates (local or an OpenAI-compatible server)
     SCORER = "scorer"  # a local model that scores options by log-likelihood
     EMBEDDER = "embedder"  # the bundled sentence-embedding model (all-MiniLM-L6-v2)
+    FEATURES = "features"  # a local model's hidden states, read by trained heads
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Work:
 
     article: Article
     text: str = ""
+    language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
     sentences: list[Sentence] = field(default_factory=list)  # without the instructions
     instructions: list[Sentence] = field(default_factory=list)  # see service.checks
     summary: str = ""
@@ -145,6 +148,18 @@ class StageContext:
     settings: Settings
     model: BaseChatModel | None
     prompts: dict[str, Prompt]
+    _heads: Heads | None = None
+
+    @property
+    def heads(self) -> Heads:
+        """The trained heads (``STANDPOINT_HEADS``, else the packaged artifact), loaded once
+        and refused unless they were trained on this model's features."""
+        if self._heads is None:
+            from service.heads import DEFAULT_HEADS, load_heads
+
+            path = self.settings.heads or DEFAULT_HEADS
+            self._heads = load_heads(path, model_id=str(self.local.model_id))
+        return self._heads
 
     @property
     def local(self) -> Any:

@@ -28,7 +28,8 @@ MARKERS = ("<|", "|>", "[INST]", "<<SYS>>", "SYSTEM:", "### Instruction")
 
 def stage_runs() -> list[Any]:
     """(kind, stage name, model) for every registered stage: model stages with the fake
-    chat model where they generate, and with the tiny model."""
+    chat model where they generate, and with the tiny model; learned stages with the fake
+    feature reader and heads trained on the seeds."""
     runs = []
     for kind in ("summarizer", "extractor"):
         for name, stage in sorted(registered(kind).items()):
@@ -36,6 +37,8 @@ def stage_runs() -> list[Any]:
                 models = ["fake", "tiny"]
             elif Need.SCORER in stage.needs:
                 models = ["tiny"]
+            elif Need.FEATURES in stage.needs:
+                models = ["reader"]  # tests/test_learned.py's fake reader and heads
             else:
                 models = ["none"]
             runs += [pytest.param(kind, name, m, id=f"{kind}-{name}-{m}") for m in models]
@@ -126,6 +129,18 @@ def tiny_chat(tiny_model_dir: Path) -> Any:
     return LocalChatModel(local=local, max_new_tokens=8)
 
 
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A fake feature reader and heads trained on its features of the seeds."""
+    from service.training import make_examples
+    from tests.test_learned import FakeChat, FakeLocal, fake_heads, seed_pairs
+
+    examples = make_examples(seed_pairs(), Settings())
+    with pytest.MonkeyPatch.context() as patch:
+        heads = fake_heads(examples, tmp_path_factory.mktemp("heads"), patch)
+    return FakeChat(FakeLocal()), heads
+
+
 def assert_clean(result: Result, case: dict[str, Any]) -> None:
     outputs = {
         "summary": result.summary,
@@ -150,7 +165,7 @@ def test_the_suite_holds_at_least_ten_hostile_articles():
 
 
 @pytest.mark.parametrize(("kind", "name", "model"), stage_runs())
-def test_no_canary_reaches_a_summary_or_an_item(cases, tiny_chat, kind, name, model):
+def test_no_canary_reaches_a_summary_or_an_item(request, cases, kind, name, model):
     stages = {"summarizer": "lead", "extractor": "rules", kind: name}
     settings = Settings(
         summarizer=stages["summarizer"],
@@ -158,11 +173,14 @@ def test_no_canary_reaches_a_summary_or_an_item(cases, tiny_chat, kind, name, mo
         max_new_tokens=8,  # the tiny model's words are noise: the fewest the settings allow
         json_max_new_tokens=16,
     )
-    chat: BaseChatModel | None = None
+    chat: Any = None
     if model == "fake":
         chat = Obedient(cases=cases)
     elif model == "tiny":
-        chat = tiny_chat
+        chat = request.getfixturevalue("tiny_chat")
+    elif model == "reader":
+        chat, heads = request.getfixturevalue("reader")
+        settings = settings.model_copy(update={"heads": heads})
     results = Pipeline(settings=settings, model=chat).batch([article(c) for c in cases])
     for result, case in zip(results, cases, strict=True):
         assert_clean(result, case)

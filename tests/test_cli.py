@@ -72,5 +72,18 @@ def test_a_bad_article_does_not_stop_the_others(tmp_path):
 
 def test_bad_settings_are_refused_at_start(tmp_path):
     done = standpoint("summarize", "--model", str(tmp_path / "nope"), str(SEEDS[0]))
-    assert done.returncode == 1
+    assert done.returncode == 78
     assert "neither 'embedded'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_long_id_is_shortened_in_the_error_line(tmp_path, capsys):
+    from service.cli import main
+
+    long_id = "x" * 100_000
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": long_id, "text": "The union demanded a raise."}) + "\n")
+    assert main(["summarize", str(rows)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and len(err) < 200, err[:300]
+    assert "xxxx…" in err and "(100000 characters)" in err
+    assert "512" in err  # the reason is still there
