@@ -339,18 +339,23 @@ def sum_extraction_scores(scores: Iterable[dict[str, float]]) -> dict[str, float
 def result_extraction_scores(
     result: dict[str, Any], reference: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """Scores for one article: ``demands``, ``positions`` and ``positions_strict`` (stance too).
+    """Scores for one article: ``demands``, ``positions``, ``positions_strict`` (stance too),
+    ``items_strict`` (demands and positions together, each matched within its own kind) and
+    ``items`` (all items pooled, a demand may match a position).
 
     ``reference`` is one row of eval/data/references.jsonl with ``demands`` and ``positions``.
     """
     text = result["text"]
     demands, positions = result.get("demands", []), result.get("positions", [])
     ref_demands, ref_positions = reference.get("demands", []), reference.get("positions", [])
-    return {
+    scores = {
         "demands": extraction_scores(demands, ref_demands, text),
         "positions": extraction_scores(positions, ref_positions, text),
         "positions_strict": extraction_scores(positions, ref_positions, text, require_stance=True),
+        "items": extraction_scores([*demands, *positions], [*ref_demands, *ref_positions], text),
     }
+    scores["items_strict"] = sum_extraction_scores([scores["demands"], scores["positions"]])
+    return scores
 
 
 # ---------------------------------------------------------------------------

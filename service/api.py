@@ -44,11 +44,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
+from service.briefing import MAX_ARTICLES, MIN_ARTICLES, briefing_from, source_articles
 from service.cache import CachedPipeline, ResultCache
 from service.errors import InputError, ModelError, StandpointError
 from service.pipeline import Outcome, Pipeline, build_pipeline
 from service.resources import seeds_dir
-from service.schemas import Article, Result
+from service.schemas import Article, Briefing, Result, SourceArticle
 from service.settings import Settings, add_pipeline_arguments, get_settings, settings_from_args
 
 logger = logging.getLogger(__name__)
@@ -622,6 +623,58 @@ def _open_router() -> APIRouter:
     return router
 
 
+# Briefings: several reports of one event (service.briefing) -------------------------------
+class BriefingRequest(BaseModel):
+    """2-20 reports of one event, each an article with an optional ``outlet`` and ``title``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    articles: list[SourceArticle] = Field(
+        min_length=MIN_ARTICLES,
+        max_length=MAX_ARTICLES,
+        description="The reports (at most max_batch_articles too); each is summarized and "
+        "extracted like /v1/summaries, then their items are merged.",
+    )
+
+
+class BriefingResponse(Briefing):
+    """Merged items with every source's quote (``text[start:end] == quote`` in that article's
+    ``text``), what differs across articles, a combined summary, and the articles that failed."""
+
+
+def _briefing_router(seeds: list[Seed]) -> APIRouter:
+    examples: dict[str, Any] = {
+        "seeds": {
+            "summary": "the two seed reports of one press conference",
+            "value": {"articles": [{"id": s.id, "text": s.text} for s in seeds]},
+        }
+    }
+    router = APIRouter(dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
+
+    @router.post("/v1/briefings", response_model=BriefingResponse, tags=["briefings"])
+    async def create_briefing(
+        body: Annotated[BriefingRequest, Body(openapi_examples=examples)],
+        request: Request,
+        batcher: BatcherDep,
+        settings: SettingsDep,
+    ) -> Briefing:
+        """Brief several reports of one event: who demanded what, with which conditions, and
+        which articles carried it. Articles that fail are listed in ``failed``; the rest are
+        still briefed."""
+        if len(body.articles) > settings.max_batch_articles:
+            raise InputError(
+                f"{len(body.articles)} articles; the limit is {settings.max_batch_articles} "
+                "(STANDPOINT_MAX_BATCH_ARTICLES)"
+            )
+        sources, failed = source_articles(body.articles)
+        outcomes = await batcher.submit(sources, request=request)
+        briefing = await asyncio.to_thread(briefing_from, sources, outcomes)
+        briefing.failed = failed + briefing.failed
+        return briefing
+
+    return router
+
+
 # Error handlers -----------------------------------------------------------------------------
 async def _standpoint_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StandpointError)
@@ -713,6 +766,7 @@ def create_app(
     app.state.batcher = batcher
     app.include_router(_api_router(read_seeds()))
     app.include_router(_metrics_router())
+    app.include_router(_briefing_router(read_seeds()))
     app.include_router(_open_router())
     app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -119,8 +119,9 @@ class CachedPipeline:
                 keys[i] = self.key(work)
                 hit = self.cache.get(keys[i])
                 if hit is not None:
-                    answers[i] = hit.model_copy(update={"id": work.article.id})
-                    self.on_hit(answers[i])
+                    answer = hit.model_copy(update={"id": work.article.id})
+                    answers[i] = answer
+                    self.on_hit(answer)
         todo = [i for i in range(len(prepared)) if i not in answers]
         for i, outcome in zip(todo, self.pipeline.finish([prepared[i] for i in todo]), strict=True):
             answers[i] = outcome

@@ -13,9 +13,11 @@ import importlib.util
 import logging
 import sys
 import time
+from typing import Any
 
 from service.errors import StandpointError, shorten
 from service.inputs import read_inputs
+from service.schemas import Article
 from service.settings import add_pipeline_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
@@ -28,6 +30,10 @@ PLUGGED = {
         "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
     ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
+    "brief": (
+        "service.briefing",
+        "Brief several reports of one event: merged items, what differs, combined summary.",
+    ),
     "train": (
         "service.training",
         "Train the learned stages' heads from annotations; print a cross-validated report.",
@@ -43,7 +49,9 @@ def _summarize(args: argparse.Namespace) -> int:
     failed = 0
     started = time.perf_counter()
     for article, result in zip(
-        articles, pipeline.batch(articles, return_exceptions=True), strict=True
+        articles,
+        pipeline.batch(list[Article | dict[str, Any]](articles), return_exceptions=True),
+        strict=True,
     ):
         if isinstance(result, StandpointError):
             failed += 1

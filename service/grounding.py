@@ -5,114 +5,10 @@ from __future__ import annotations
 
 import re
 
+from service.lexicon import NOT_NAMES, NUMBER_WORDS
+
 # Same character for the typographic variants a model or a user may swap in.
 _FOLD = str.maketrans({"“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-"})
-
-# Capitalised words that start sentences without naming anything.
-COMMON_CAPITALISED = {
-    "a",
-    "an",
-    "the",
-    "he",
-    "she",
-    "it",
-    "they",
-    "we",
-    "i",
-    "you",
-    "this",
-    "that",
-    "these",
-    "those",
-    "in",
-    "on",
-    "at",
-    "but",
-    "and",
-    "or",
-    "however",
-    "meanwhile",
-    "also",
-    "after",
-    "before",
-    "while",
-    "when",
-    "according",
-    "overall",
-    "instead",
-    "his",
-    "her",
-    "their",
-    "its",
-    "our",
-    "as",
-    "if",
-    "for",
-    "with",
-    "by",
-    "from",
-    "to",
-    "of",
-    "so",
-    "yet",
-    "there",
-    "here",
-    "what",
-    "who",
-    "which",
-    "where",
-    "why",
-    "how",
-    "both",
-    "all",
-    "some",
-    "many",
-    "most",
-    "no",
-    "not",
-    "one",
-    "speaking",
-    "ahead",
-    "despite",
-    "during",
-    "since",
-    "until",
-    "under",
-    "over",
-    "about",
-    "amid",
-    "still",
-    "then",
-    "now",
-    "earlier",
-    "later",
-    "last",
-    "next",
-    "mr",
-    "mrs",
-    "ms",
-    "president",
-    "minister",
-}
-_NUMBER_WORDS = {
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-    "ten": "10",
-    "eleven": "11",
-    "twelve": "12",
-    "twenty": "20",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "1000000",
-    "billion": "1000000000",
-}
 
 
 def fold(text: str) -> str:
@@ -147,7 +43,7 @@ def verify_offsets(quote: str, start: int, end: int, text: str) -> bool:
 def _numbers(text: str) -> set[str]:
     found = {n.replace(",", "") for n in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
     found |= {
-        digit for word, digit in _NUMBER_WORDS.items() if re.search(rf"\b{word}\b", text, re.I)
+        digit for word, digit in NUMBER_WORDS.items() if re.search(rf"\b{word}\b", text, re.I)
     }
     return found
 
@@ -156,7 +52,7 @@ def _names(sentence: str) -> list[str]:
     names = []
     for match in re.finditer(r"\b[A-Z][\w'’.-]*", sentence):
         word = match.group().rstrip(".'’")
-        if word.lower() in COMMON_CAPITALISED or len(word) < 2:
+        if word.lower() in NOT_NAMES or len(word) < 2:
             continue
         names.append(word)
     return names

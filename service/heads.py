@@ -26,13 +26,13 @@ import numpy as np
 
 from service.article import Sentence
 from service.errors import StandpointError
-from service.extraction import (
+from service.extraction import classify
+from service.lexicon import (
     CONDITIONAL_CUES,
     DEMAND_CUES,
     NEUTRAL_CUES,
     OPPOSE_CUES,
     SUPPORT_CUES,
-    classify,
 )
 
 # Bump when the meaning or order of features changes: artifacts record it and are refused
@@ -150,10 +150,8 @@ class Heads:
             arrays.update(head.arrays(name))
         arrays["metadata"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), np.uint8)
         buffer = io.BytesIO()
-        np.savez_compressed(
-            buffer,
-            **{k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()},
-        )
+        stored = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in arrays.items()}
+        np.savez_compressed(buffer, **stored)  # type: ignore[arg-type]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(buffer.getvalue())
         self.sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()

@@ -200,7 +200,8 @@ def items_for(
         evidence: dict[str, Any] = {"quote": text[s.start : s.end], "start": s.start, "end": s.end}
         body = sentence_body(s.text)
         if is_demand:
-            fields = demand_fields(_RuleView(s, actor, names_in(s.text, who.index)))
+            view = _RuleView(s, actor, names_in(s.text, who.index))
+            fields = demand_fields(view)  # type: ignore[arg-type]
             demands.append(
                 Demand(
                     actor=actor,

@@ -152,3 +152,89 @@ class PositionDraft(BaseModel):
 class ExtractionDraft(BaseModel):
     demands: list[DemandDraft] = Field(max_length=DRAFT_MAX_ITEMS)
     positions: list[PositionDraft] = Field(max_length=DRAFT_MAX_ITEMS)
+
+
+# Briefings: several reports of one event (service.briefing) ------------------------------------
+ItemKind = Literal["demand", "position"]
+
+
+class SourceArticle(Article):
+    """An article in a briefing: an Article plus, optionally, who published it."""
+
+    outlet: str | None = Field(default=None, max_length=200, description="The publisher.")
+    title: str | None = Field(default=None, max_length=1000, description="The headline.")
+
+
+class BriefingSource(Evidence):
+    """One article's report of a merged item, in that article's own words."""
+
+    article: str = Field(description="The article's id.")
+    outlet: str | None = None
+    title: str | None = None
+    kind: ItemKind
+    actor: str = Field(description="The actor as this article names them.")
+    claim: str = Field(description="The demand or issue, in this article's words.")
+    target: str | None = None
+    conditions: str | None = None
+    stance: Stance | None = Field(default=None, description="A position's stance (None: demand).")
+    also: list[Evidence] = Field(
+        default_factory=list, description="Further sentences of this article saying the same."
+    )
+
+
+class BriefingItem(BaseModel):
+    """Who demanded or said what, with every article that carried it."""
+
+    id: str
+    actor: str = Field(description="The actor, resolved across articles (fullest name).")
+    kind: ItemKind = Field(description="demand if any source reports it as a demand.")
+    claim: str = Field(description="The most representative source's wording.")
+    sources: list[BriefingSource] = Field(description="One per article carrying the item.")
+    carried_by: list[str] = Field(description="Ids of the articles carrying the item.")
+    missing_from: list[str] = Field(description="Ids of the briefed articles that do not.")
+    single_source: bool = Field(description="Only one article carries the item.")
+    conflict: bool = Field(
+        description="Articles disagree on the actor's stance (oppose against support or "
+        "conditional support)."
+    )
+    conditions_differ: bool = Field(
+        description="Articles word the conditions differently (see each source's conditions)."
+    )
+
+
+class SummarySentence(Evidence):
+    """A sentence of the combined summary: ``quote`` is ``text[start:end]`` of ``article``."""
+
+    article: str
+
+
+class BriefedArticle(BaseModel):
+    id: str
+    outlet: str | None = None
+    title: str | None = None
+    text: str = Field(description="The cleaned text every offset of this article refers to.")
+    items: int = Field(description="Demands and positions extracted from it.")
+
+
+class FailedArticle(BaseModel):
+    id: str
+    status: int
+    message: str
+
+
+class BriefingMeta(BaseModel):
+    threshold: float = Field(description="Similarity at or above which items merge.")
+    embedding_weight: float = Field(description="Weight of the embedding cosine (vs word overlap).")
+    embedding_model: str
+    summarizer: str | None = None
+    extractor: str | None = None
+
+
+class Briefing(BaseModel):
+    """Several reports of one event: merged items, what differs, and a combined summary."""
+
+    articles: list[BriefedArticle]
+    failed: list[FailedArticle] = Field(default_factory=list)
+    summary: list[SummarySentence]
+    items: list[BriefingItem]
+    meta: BriefingMeta

@@ -307,7 +307,7 @@ def train_heads(
         "position": fit(x, position.astype(int), c=config.c, classes=["no", "position"]),
     }
     rows = [i for i, s in enumerate(stance) if s is not None]
-    labels = np.array([STANCES.index(stance[i]) for i in rows])  # type: ignore[arg-type]
+    labels = np.array([STANCES.index(stance[i]) for i in rows])
     stance_head = fit(x[rows], labels, c=config.c, classes=list(STANCES))
     heads["stance"] = _expand_classes(stance_head, labels)
     ax, ay = actor_data(annotated)
@@ -403,7 +403,7 @@ def choose_config(
     """Layer, pooling and C by cross-validated sentence-level F1 (demand and position heads
     at the F1-best cut of the pooled out-of-fold scores) and stance accuracy."""
     annotated = [e for e in examples if e.reference is not None]
-    table = []
+    table: list[dict[str, Any]] = []
     for layer in LAYERS:
         for pooling in POOLINGS:
             for c in C_GRID:
@@ -431,7 +431,7 @@ def _sentence_cv(
             oof[kind + "_y"].append(np.concatenate([getattr(e, kind) for e in held]))
         stance = [s for e in train for s in e.stance]
         rows = [i for i, s in enumerate(stance) if s is not None]
-        labels = np.array([STANCES.index(stance[i]) for i in rows])  # type: ignore[arg-type]
+        labels = np.array([STANCES.index(stance[i]) for i in rows])
         head = _expand_classes(fit(x[rows], labels, c=config.c, classes=list(STANCES)), labels)
         held_stance = [s for e in held for s in e.stance]
         for i, s in enumerate(held_stance):
@@ -517,8 +517,8 @@ def cross_validate(
                     for group in (source, "all"):
                         rouge[(group, name)].append(rouge_lsum("\n".join(_lines(text)), reference))
     extraction: dict[str, Any] = defaultdict(dict)
-    for (group, system, kind), values in counts.items():
-        micro = sum_extraction_scores(values)
+    for (group, system, kind), kind_counts in counts.items():
+        micro = sum_extraction_scores(kind_counts)
         extraction[group].setdefault(system, {})[kind] = micro
     for group, systems in extraction.items():
         for system, kinds in systems.items():
@@ -532,7 +532,8 @@ def cross_validate(
             kinds["items"] = _prf(tp, fp, fn)
             kinds["articles"] = len(counts[(group, system, "demands")])
     summaries_report: dict[str, Any] = defaultdict(dict)
-    for (group, name), values in rouge.items():
+    for (group, name), rouge_values in rouge.items():
+        values = list(rouge_values)
         summaries_report[group][name] = {
             "rougeLsum": round(float(np.mean(values)), 4),
             "ci": _bootstrap(values),

@@ -671,6 +671,9 @@ def test_fuzz_against_the_openapi_schema_never_gives_a_5xx(
     tmp_path: Path, mode: GenerationMode
 ) -> None:
     """Schemathesis requests from the app's own schema: no 5xx, and responses match the schema."""
+    from service.embedding import embed
+
+    embed(["/v1/briefings embeds: load the model before the requests' 10 s timeouts run"])
     ran = _fuzz_schema(fuzz_app(tmp_path), modes=[mode], examples=FUZZ_EXAMPLES)
     print(f"fuzz {mode}: {sum(ran.values())} cases: {dict(ran)}")
     assert len(ran) >= 4 and all(n > 0 for n in ran.values())

@@ -201,3 +201,44 @@ def test_with_an_api_key_the_page_asks_for_it_then_loads_the_seeds(
             expect(page.locator("#status")).to_have_text("done")
         finally:
             page.close()
+
+
+def test_briefing_of_the_seeds_shows_merged_items_and_highlights_each_source(
+    page: Page, server_url: str
+) -> None:
+    from service.embedding import embed
+
+    embed(["load the sentence-embedding model before the clock starts"])  # same process
+    page.goto(server_url + "/")
+    page.click("#brief-seeds")
+    texts = page.locator(".brief-article textarea")
+    expect(texts).to_have_count(len(SEEDS))
+    for i, seed in enumerate(SEEDS):
+        assert texts.nth(i).input_value() == seed.read_text(encoding="utf-8")
+    with page.expect_response("**/v1/briefings", timeout=60_000) as answer:
+        page.click("#brief-submit")
+    briefing = answer.value.json()
+    expect(page.locator("#brief-status")).to_have_text("done")
+    articles = {a["id"]: a["text"] for a in briefing["articles"]}
+    assert list(articles) == [s.stem for s in SEEDS]
+
+    rows = page.locator("#brief-items tr.brief-item")
+    expect(rows).to_have_count(len(briefing["items"]))
+    singles = sum(item["single_source"] for item in briefing["items"])
+    assert singles >= 1
+    expect(page.locator("#brief-items .badge.single")).to_have_count(singles)
+    expect(page.locator("#brief-summary li")).to_have_count(len(briefing["summary"]))
+
+    index, item = next((i, it) for i, it in enumerate(briefing["items"]) if len(it["sources"]) > 1)
+    for position, source in enumerate(item["sources"]):
+        button = rows.nth(index).locator("button.source").nth(position)
+        button.click()
+        expect(button).to_have_class(re.compile(r"\bselected\b"))
+        expect(page.locator("#brief-text-title")).to_contain_text(source["article"])
+        mark = page.locator("#brief-text mark")
+        expect(mark).to_have_count(1)
+        assert mark.text_content() == source["quote"]
+        text = articles[source["article"]]
+        assert text[source["start"] : source["end"]] == source["quote"]
+        before = page.evaluate("document.getElementById('brief-text').firstChild.textContent")
+        assert before == text[: source["start"]]

@@ -239,13 +239,33 @@ def test_learned_stages_on_the_tiny_model(
 
 
 @pytest.mark.model
-def test_packaged_heads_keep_the_grounding_invariant_on_the_embedded_model(
-    seed_articles: list[dict[str, str]], tmp_path: Path
+def test_learned_stages_keep_the_grounding_invariant_on_the_embedded_model(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Heads trained on the embedded model's own features (from the seeds' references), then
+    the learned stages on the seeds: every output field stays a span or name of the article."""
+    import service.training as training
     from service.pipeline import build_pipeline
 
-    settings = Settings(summarizer="learned", extractor="learned", cache_dir=tmp_path)
-    results = build_pipeline(settings).batch(seed_articles)
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    settings = Settings(cache_dir=tmp_path)
+    pipeline = build_pipeline(settings, load_model=True)
+    local = pipeline.model.local  # type: ignore[union-attr]
+    heads = train_heads(
+        seed_examples,
+        features_of(seed_examples, local, (15,)),
+        Config(15, "mean", 0.1),
+        thresholds={"demand": 0.5, "position": 0.5, "actor": 0.0},
+        model_id=local.model_id,
+    )
+    heads.save(tmp_path / "heads.npz")
+    learned = settings.model_copy(
+        update={"summarizer": "learned", "extractor": "learned", "heads": tmp_path / "heads.npz"}
+    )
+    results = build_pipeline(learned, model=pipeline.model).batch(seed_articles)
     for result in results:
         assert_grounded(result)
         assert result.meta.model == "SmolLM2-135M-Instruct" and result.meta.heads
