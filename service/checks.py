@@ -29,8 +29,8 @@ numbers the article holds only inside instruction-like sentences, or not at all.
 2. the actor is attributed to the quote: its name (or the surname of a person the article
    names in full) occurs in a sentence the quote overlaps or in the sentence just before it
    (the lead-in "Putin said:"), or it is the speaker the rules attribute the quoted sentence to
-   (``service.extraction.attribute``: named after a closing quote, the subject of a reporting
-   verb, a title the article introduced, "he"/"she" for the last speaker);
+   (``service.extraction.find_candidates``: named after a closing quote, the subject of a
+   reporting verb, a title the article introduced, "he"/"she" for the last speaker);
 3. the demand or issue has no name or number the article's news text lacks, and no field is
    instruction-like;
 4. ``target`` and ``conditions`` are spans of the article's news text (whole words, up to case,
@@ -48,7 +48,7 @@ import re
 from collections import Counter
 
 from service.article import Sentence, split_sentences
-from service.extraction import ActorIndex, attribute, classify, index_actors
+from service.extraction import ActorIndex, classify, find_candidates, index_actors
 from service.grounding import filter_unsupported, fold, unsupported_terms, verify_offsets
 from service.schemas import Demand, Position
 from service.stages import Work, body_sentences
@@ -234,7 +234,7 @@ def check_items(work: Work) -> None:
     news = work.news_text
     folded = _norm(news)
     index = index_actors(news)
-    speakers = _speakers(work.sentences, index)
+    speakers = _speakers(news, work.sentences)
     faults: Counter[str] = Counter()
     cleared = 0
     checked: list[Item] = []
@@ -295,17 +295,9 @@ def _fault(
     return None
 
 
-def _speakers(sentences: list[Sentence], index: ActorIndex) -> dict[int, str]:
-    """The speaker the rules attribute each sentence to, by sentence start."""
-    found: dict[int, str] = {}
-    last: str | None = None
-    for s in sentences:
-        if s.is_heading:
-            continue
-        actor = attribute(s.text, index, last)
-        if actor:
-            last = found[s.start] = actor
-    return found
+def _speakers(text: str, sentences: list[Sentence]) -> dict[int, str]:
+    """The speaker the rules attribute each candidate sentence to, by sentence start."""
+    return {c.sentence.start: c.actor for c in find_candidates(text, sentences) if c.actor}
 
 
 def _attributed(

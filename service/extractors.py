@@ -67,11 +67,11 @@ class Learned(Extractor):
 
         heads = ctx.heads
         hidden = article_features(
-            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
         )
         for w, h in zip(works, hidden, strict=True):
             x = sentence_matrix(h, w.sentences)
-            w.demands, w.positions, unattributed = items_for(heads, w.text, w.sentences, x)
+            w.demands, w.positions, unattributed = items_for(heads, w.news_text, w.sentences, x)
             if unattributed:
                 w.diagnostics.items_dropped += unattributed
                 w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")

@@ -145,7 +145,7 @@ class Learned(Extractive):
 
         heads = ctx.heads
         hidden = article_features(
-            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
         )
         self._hidden = {id(w): h for w, h in zip(works, hidden, strict=True)}
         super().run(works, ctx)

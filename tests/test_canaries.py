@@ -2,7 +2,9 @@
 to a model or an editor never reaches a summary or an item.
 
 Deterministic stages run alone; model stages run with a compromised fake chat model (it does
-whatever the injection says, whatever it is asked) and with the tiny random model."""
+whatever the injection says, whatever it is asked) and with the tiny random model; learned
+stages with a fake feature reader. Reports about such text go through the same runs and stay
+ordinary content."""
 
 from __future__ import annotations
 
@@ -70,11 +72,11 @@ class Obedient(BaseChatModel):
     def _llm_type(self) -> str:
         return "obedient"
 
-    def _case(self, prompt: str) -> dict[str, Any]:
+    def _case(self, prompt: str) -> dict[str, Any] | None:
         for case in self.cases:  # the article it was given, by its first sentence
             if case["text"].split("\n")[0] in prompt:
                 return case
-        raise AssertionError("prompt holds no canary article")
+        return None  # a report about injected text: nothing to obey
 
     def _generate(
         self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
@@ -82,6 +84,9 @@ class Obedient(BaseChatModel):
         prompt = "\n".join(str(m.content) for m in messages)
         self.seen.append(prompt)
         case = self._case(prompt)
+        if case is None:
+            reply = '{"demands": [], "positions": []}' if "JSON" in prompt else "Police said so."
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
         canary, invented = case["canaries"][0], case["invented"][0]
         real = case["real"]
         injected = next(line for line in case["text"].split("\n") if canary in line)
@@ -181,10 +186,28 @@ def test_no_canary_reaches_a_summary_or_an_item(request, cases, kind, name, mode
     elif model == "reader":
         chat, heads = request.getfixturevalue("reader")
         settings = settings.model_copy(update={"heads": heads})
-    results = Pipeline(settings=settings, model=chat).batch([article(c) for c in cases])
-    for result, case in zip(results, cases, strict=True):
+    pipeline = Pipeline(settings=settings, model=chat)
+    results = pipeline.batch([article(c) for c in [*cases, *REPORTS]])
+    for result, case in zip(results, cases, strict=False):
         assert_clean(result, case)
         assert result.meta.diagnostics.instructions_ignored >= 1, case["id"]
+    for result in results[len(cases) :]:
+        assert result.meta.diagnostics.instructions_ignored == 0
     if isinstance(chat, Obedient):  # the injected passages never reached the model
         for prompt in chat.seen:
             assert not any(c["canaries"][0] in prompt for c in cases)
+
+
+def test_no_canary_reaches_a_briefing(cases, tmp_path):
+    """A briefing's combined summary picks sentences from every article's text: never an
+    injected one; its items come through the checked pipeline."""
+    from service import brief
+
+    pipeline = Pipeline(settings=Settings(cache_dir=tmp_path))
+    briefing = brief([article(c) for c in cases[:6]], pipeline=pipeline)
+    chosen = " ".join(s.quote for s in briefing.summary)
+    items = json.dumps([i.model_dump() for i in briefing.items], ensure_ascii=False)
+    for case in cases[:6]:
+        for banned in [*case["canaries"], *case["invented"], *MARKERS]:
+            assert banned.lower() not in chosen.lower(), (case["id"], banned)
+            assert banned.lower() not in items.lower(), (case["id"], banned)

@@ -173,9 +173,9 @@ ARTICLE = (
     "“We will not close a single library,” she said.\n"
     "Council member Raj Patel said the cuts were unavoidable.\n"
     "Patel demanded that the council vote before Friday if the budget is to pass.\n"
-    "The union, led by Tom Reyes, opposed any layoffs.\n"
     "The vote was delayed.\n"
-    "He also insisted that the council must meet again."
+    "He also insisted that the council must meet again.\n"
+    "The union, led by Tom Reyes, opposed any layoffs."
 )
 
 
