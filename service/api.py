@@ -39,14 +39,15 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
 from service.briefing import MAX_ARTICLES, MIN_ARTICLES, briefing_from, source_articles
 from service.cache import CachedPipeline, ResultCache
-from service.errors import InputError, ModelError, StandpointError
+from service.errors import InputError, ModelError, StandpointError, printable
+from service.inputs import parse_article
 from service.pipeline import Outcome, Pipeline, build_pipeline
 from service.resources import seeds_dir
 from service.schemas import Article, Briefing, Result, SourceArticle
@@ -117,7 +118,9 @@ class SummarizeResponse(Result):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    articles: list[SummarizeRequest] = Field(
+    # Each article is checked on its own (service.inputs.parse_article, in the route), so a
+    # bad one gets its own error row instead of failing the request.
+    articles: list[SkipValidation[SummarizeRequest]] = Field(
         min_length=1, description="Articles, answered in order (at most max_batch_articles)."
     )
 
@@ -393,7 +396,9 @@ async def _disconnected(request: Request) -> None:
 # The edge: body limit, HEAD, security headers, request metrics, last-resort 500 ---------------
 def _error_json(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        {"error": {"status": status, "message": message}}, status_code=status, headers=headers
+        {"error": {"status": status, "message": printable(message)}},
+        status_code=status,
+        headers=headers,
     )
 
 
@@ -520,6 +525,14 @@ def read_seeds(folder: Path = SEEDS_DIR) -> list[Seed]:
     ]
 
 
+def _checked(item: Any) -> Article | InputError:
+    """One article of a batch request, checked on its own: a bad one is its own error row."""
+    try:
+        return parse_article(item)
+    except InputError as exc:
+        return exc
+
+
 def _outcome(outcome: Outcome) -> BatchOk | BatchFailed:
     if isinstance(outcome, StandpointError):
         return BatchFailed(error=ErrorBody(status=outcome.status_code, message=outcome.message))
@@ -573,8 +586,12 @@ def _api_router(seeds: list[Seed]) -> APIRouter:
                 f"{len(body.articles)} articles; the limit is {settings.max_batch_articles} "
                 "(STANDPOINT_MAX_BATCH_ARTICLES)"
             )
-        outcomes = await batcher.submit(body.articles, request=request)
-        return BatchResponse(results=[_outcome(o) for o in outcomes])
+        checked = [_checked(item) for item in body.articles]
+        valid = [a for a in checked if isinstance(a, Article)]
+        answers = iter(await batcher.submit(valid, request=request) if valid else [])
+        return BatchResponse(
+            results=[_outcome(a if isinstance(a, InputError) else next(answers)) for a in checked]
+        )
 
     @router.get("/v1/seeds", tags=["seeds"])
     async def list_seeds() -> list[Seed]:

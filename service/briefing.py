@@ -645,7 +645,10 @@ def combined_summary(results: Sequence[Result]) -> list[SummarySentence]:
 def read_articles(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[FailedArticle]]:
     """Articles from .txt, .html and .jsonl files (JSONL rows may carry outlet and title);
     a file that cannot be read is a failure, not the end of the briefing."""
-    from service.inputs import jsonl_rows, read_inputs
+    from service.inputs import jsonl_rows, read_paths
+    from service.settings import Settings
+
+    max_chars = Settings().max_chars
 
     articles: list[dict[str, Any]] = []
     failed: list[FailedArticle] = []
@@ -659,7 +662,13 @@ def read_articles(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[Fail
                     for row in jsonl_rows(name, content)
                 ]
             else:
-                articles += list(read_inputs([name]))
+                for row in read_paths([name], max_chars=max_chars):
+                    if row.article is None:
+                        failed.append(
+                            FailedArticle(id=Path(name).stem, status=422, message=str(row.error))
+                        )
+                    else:
+                        articles.append(row.article.model_dump(exclude_none=True))
         except (InputError, OSError, UnicodeDecodeError) as exc:
             message = exc.message if isinstance(exc, InputError) else str(exc)
             failed.append(FailedArticle(id=Path(name).stem, status=422, message=message))

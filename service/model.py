@@ -528,7 +528,18 @@ def load_model(settings: Settings) -> BaseChatModel:
             folder, model_id = convert_gguf(path, settings.cache_dir), path.stem
         else:
             folder, model_id = path, path.name
-    local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+            if not (folder / "config.json").is_file():
+                raise ModelError(
+                    f"STANDPOINT_MODEL={settings.model!r} is a folder with no config.json: not a "
+                    "Hugging Face model folder (give one, a .gguf file, or 'embedded')"
+                )
+    try:
+        local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+    except (OSError, ValueError) as exc:  # transformers' own words, first line only
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"STANDPOINT_MODEL={settings.model!r}: the model could not be loaded ({reason})"
+        ) from exc
     return LocalChatModel(local=local, max_new_tokens=settings.max_new_tokens)
 
 

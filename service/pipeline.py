@@ -9,12 +9,12 @@ settings, and ``service.cache.CachedPipeline`` wraps it with the result cache.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ValidationError
 
 from service.article import clean_article, split_sentences
 from service.checks import (
@@ -24,7 +24,8 @@ from service.checks import (
     find_instructions,
     instruction_warning,
 )
-from service.errors import InputError, ModelError, StandpointError, first_error
+from service.errors import InputError, ModelError, StandpointError
+from service.inputs import parse_article
 from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
@@ -56,7 +57,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         self.model = model
         self.summarizer: Stage = stage_class("summarizer", settings.summarizer)()
         self.extractor: Stage = stage_class("extractor", settings.extractor)()
-        needs = needs_of(settings)
+        needs = self.needs = needs_of(settings)
         if needs & MODEL_NEEDS and model is None:
             names = f"{settings.summarizer}/{settings.extractor}"
             raise ModelError(f"the configured stages ({names}) need a model; none was given")
@@ -151,24 +152,47 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def finish(self, prepared: list[Work | StandpointError]) -> list[Outcome]:
         """Summarize and extract the prepared articles (errors pass through), in order."""
         live = [w for w in prepared if isinstance(w, Work)]
-        failure: StandpointError | None = None
+        answers = self._finish(live)
+        return [answers[id(w)] if isinstance(w, Work) else w for w in prepared]
+
+    def _finish(self, works: list[Work]) -> dict[int, Outcome]:
+        """Each work's result or error, by ``id(work)``. When the stages fail on a batch of
+        articles, each is run again alone, so an article that breaks a stage fails alone."""
         try:
-            self._timed(live, "summary_ms", self.summarizer, lambda w: w.article.options.summary)
-            self._timed(live, "extract_ms", self.extractor, lambda w: w.article.options.extraction)
-        except StandpointError as exc:
-            failure = exc
-        except Exception as exc:  # the model backend failed: every article of the call fails
-            logger.exception("model call failed")
-            failure = ModelError(f"the model failed: {type(exc).__name__}: {exc}")
-        results: list[Outcome] = []
-        for w in prepared:
-            if not isinstance(w, Work):
-                results.append(w)
-            elif failure is not None:
-                results.append(failure)
-            else:
-                results.append(self._result(w))
-        return results
+            self._timed(works, "summary_ms", self.summarizer, lambda w: w.article.options.summary)
+            self._timed(works, "extract_ms", self.extractor, lambda w: w.article.options.extraction)
+        except StandpointError as exc:  # the configuration is unusable: every article fails
+            return {id(w): exc for w in works}
+        except Exception as exc:
+            if len(works) > 1:
+                logger.warning(
+                    "a batch of %d articles failed (%s: %s); running each alone",
+                    len(works),
+                    type(exc).__name__,
+                    exc,
+                )
+                return {id(w): self._alone(w) for w in works}
+            logger.exception("article %r failed", works[0].article.id if works else None)
+            return {id(w): self._failure(exc, w) for w in works}
+        return {id(w): self._result(w) for w in works}
+
+    def _alone(self, work: Work) -> Outcome:
+        fresh = self._prepare(work.article)  # from the start: the failed run left partial state
+        if not isinstance(fresh, Work):
+            return fresh
+        return self._finish([fresh])[id(fresh)]
+
+    def _failure(self, exc: Exception, work: Work) -> StandpointError:
+        """The error an article gets when a stage raised on it alone: the model's failure
+        when a stage calls a model, otherwise an internal error (logged, not shown)."""
+        if self.needs & {Need.CHAT, Need.SCORER}:
+            return ModelError(
+                f"the model failed: {type(exc).__name__}: {exc}", article_id=work.article.id
+            )
+        return StandpointError(
+            "internal error while processing this article; it has been logged",
+            article_id=work.article.id,
+        )
 
     def _timed(self, works: list[Work], key: str, stage: Stage, wanted: Any) -> None:
         """Run a stage on the articles that want it, then the checks on what it made
@@ -192,22 +216,29 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def _prepare(self, item: Article | dict[str, Any]) -> Work | StandpointError:
         started = time.perf_counter()
         try:
-            article = item if isinstance(item, Article) else Article.model_validate(item)
-        except ValidationError as exc:
-            return InputError(first_error(exc), article_id=_id_of(item))
-        if problem := _not_unicode(article):
-            return InputError(problem)
+            article = parse_article(item)
+        except InputError as exc:
+            return exc
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
+            sentences = split_sentences(work.text)
+            work.instructions = find_instructions(work.text, sentences)
         except InputError as exc:
             exc.article_id = article.id
             return exc
+        except Exception:  # a bug one article triggers must not reach the others
+            logger.exception("cleaning article %r failed", article.id)
+            return StandpointError(
+                "internal error while cleaning this article; it has been logged",
+                article_id=article.id,
+            )
         if removed:
             work.diagnostics.junk_removed = len(removed)
-            work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
-        sentences = split_sentences(work.text)
-        work.instructions = find_instructions(work.text, sentences)
+            work.warnings.append(
+                f"removed {len(removed)} pieces of page furniture: "
+                + json.dumps(removed, ensure_ascii=False)
+            )
         set_aside = set(work.instructions)
         work.sentences = [s for s in sentences if s not in set_aside]
         if work.instructions:
@@ -258,25 +289,6 @@ def build_pipeline(
 
         model = load(settings)
     return Pipeline(settings=settings, model=model)
-
-
-def _not_unicode(article: Article) -> str | None:
-    """What makes the article's strings unencodable (a lone surrogate, which JSON's \\ud800
-    escapes can carry), or None."""
-    for name in ("id", "text", "html"):
-        value = getattr(article, name)
-        try:
-            (value or "").encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return (
-                f"{name}: a lone surrogate (\\u{ord(value[exc.start]):04x}) at character "
-                f"{exc.start}; send valid Unicode"
-            )
-    return None
-
-
-def _id_of(item: Any) -> str | None:
-    return item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
 
 
 __all__ = ["Outcome", "Pipeline", "build_pipeline"]

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 Stance = Literal["support", "oppose", "conditional", "neutral"]
 
@@ -21,14 +30,59 @@ class Options(BaseModel):
     )
 
 
+def _id_as_text(value: object) -> object:
+    """Integer ids (common in JSONL exports) become strings; booleans are not ids."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("an id must not be blank")
+    return value
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Where ``text`` holds a lone surrogate (JSON can spell one, ``"\\ud800"``, but it is no
+    character and cannot be encoded), as ``\\ud800 at character N``; None if it holds none."""
+    match = _SURROGATE.search(text)
+    if match is None:
+        return None
+    return (
+        f"{match.group().encode('utf-8', 'backslashreplace').decode()} at character {match.start()}"
+    )
+
+
+def _valid_unicode(value: str) -> str:
+    where = lone_surrogate(value)
+    if where is not None:
+        raise ValueError(f"not valid Unicode text: a lone surrogate ({where})")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+UnicodeText = Annotated[str, AfterValidator(_valid_unicode)]
+ArticleId = Annotated[
+    Annotated[str, StringConstraints(max_length=512), AfterValidator(_not_blank)],
+    AfterValidator(_valid_unicode),
+    BeforeValidator(_id_as_text, json_schema_input_type=str | int),
+]
+
+
 class Article(BaseModel):
-    """One input article: plain text or HTML, with an optional id and options."""
+    """One input article: plain text or HTML, with an optional id and options.
+
+    The one input model of every door (API, ``standpoint summarize`` and ``batch``, Ray,
+    ``summarize_many``): unknown fields are refused, an integer id becomes a string, and text
+    that is not valid Unicode is refused.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    id: str | None = Field(default=None, max_length=512)
-    text: str | None = None
-    html: str | None = None
+    id: ArticleId | None = Field(
+        default=None, description="Your id for the article, echoed in the result."
+    )
+    text: UnicodeText | None = None
+    html: UnicodeText | None = None
     options: Options = Field(default_factory=Options)
 
     @model_validator(mode="after")

@@ -190,7 +190,7 @@ def test_each_bad_article_gets_its_own_error_and_the_rest_go_through(seed_articl
             {"id": "empty", "text": ""},
             seed_articles[0],
             {"id": "bin", "text": "a\x00b"},
-            {"id": 3, "text": "x"},
+            {"id": True, "text": "x"},  # an integer id would be made a string; True is no id
             {"id": "long", "text": "word " * 2000},
         ],
         return_exceptions=True,
