@@ -32,7 +32,7 @@ numbers the article holds only inside instruction-like sentences, or not at all.
    (``service.extraction.find_candidates``: named after a closing quote, the subject of a
    reporting verb, a title the article introduced, "he"/"she" for the last speaker);
 3. the demand or issue has no name or number the article's news text lacks, and no field is
-   instruction-like;
+   instruction-like (unless it copies the quote, which passed as the article's content);
 4. ``target`` and ``conditions`` are spans of the article's news text (whole words, up to case,
    typography and white space), else they are set to null;
 5. identical items are merged; positions of one actor on one quote with contradictory stances
@@ -284,7 +284,11 @@ def _fault(
     values = [item.actor, content]
     if isinstance(item, Demand):
         values += [item.target or "", item.conditions or ""]
-    if any(v and (is_instruction(v) or CHAT_MARKER.search(v)) for v in values):
+    quoted = _norm(item.quote)  # the article's words in a quote that passed are its content
+    if any(
+        v and (CHAT_MARKER.search(v) or (is_instruction(v) and _norm(v) not in quoted))
+        for v in values
+    ):
         return "instruction-like text in a field"
     if not item.actor.strip():
         return "no actor"
