@@ -41,6 +41,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from service.article import split_sentences
+from service.checks import find_instructions
 from service.errors import InputError, StandpointError, first_error
 from service.extraction import ActorIndex, index_actors
 from service.schemas import (
@@ -601,7 +602,9 @@ def combined_summary(results: Sequence[Result]) -> list[SummarySentence]:
 
     candidates: list[tuple[int, int, int]] = []  # (article, start, end)
     for a, result in enumerate(results):
-        body = [s for s in split_sentences(result.text) if not s.is_heading]
+        sentences = split_sentences(result.text)
+        injected = set(find_instructions(result.text, sentences))  # never news (service.checks)
+        body = [s for s in sentences if not s.is_heading and s not in injected]
         for s in body[:SUMMARY_CANDIDATES]:
             if 6 <= len(s.text.split()) <= 80:
                 candidates.append((a, s.start, s.end))

@@ -43,7 +43,7 @@ class Rules(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            self.keep(w, find_candidates(w.text, w.sentences))
+            self.keep(w, find_candidates(w.news_text, w.sentences))
 
     @staticmethod
     def keep(w: Work, candidates: list[Candidate]) -> None:
@@ -67,11 +67,11 @@ class Learned(Extractor):
 
         heads = ctx.heads
         hidden = article_features(
-            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
         )
         for w, h in zip(works, hidden, strict=True):
             x = sentence_matrix(h, w.sentences)
-            w.demands, w.positions, unattributed = items_for(heads, w.text, w.sentences, x)
+            w.demands, w.positions, unattributed = items_for(heads, w.news_text, w.sentences, x)
             if unattributed:
                 w.diagnostics.items_dropped += unattributed
                 w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
@@ -89,7 +89,7 @@ class ModelScore(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            candidates = find_candidates(w.text, w.sentences)
+            candidates = find_candidates(w.news_text, w.sentences)
             if candidates:
                 self._label(w, candidates, ctx)
             Rules.keep(w, candidates)
@@ -132,7 +132,7 @@ class ModelJson(Extractor):
         for w in works:
             chunks = ctx.chunks(w.sentences)
             w.chunks = max(w.chunks, len(chunks))
-            index = index_actors(w.text)
+            index = index_actors(w.news_text)
             for c in chunks:
                 messages: list[BaseMessage] = [
                     SystemMessage(prompt.render("system", fields=fields)),

@@ -17,6 +17,13 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from service.article import clean_article, split_sentences
+from service.checks import (
+    CHECKS_VERSION,
+    check_items,
+    check_summary,
+    find_instructions,
+    instruction_warning,
+)
 from service.errors import InputError, ModelError, StandpointError
 from service.inputs import parse_article
 from service.language import detect_language, language_warning
@@ -98,6 +105,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.max_new_tokens,
             s.json_max_new_tokens,
             self.heads_sha or "",
+            f"checks@{CHECKS_VERSION}",
         )
         return "|".join(map(str, parts))
 
@@ -187,13 +195,19 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         )
 
     def _timed(self, works: list[Work], key: str, stage: Stage, wanted: Any) -> None:
-        """Run a stage on the articles that want it; each gets its share of the time, in
-        proportion to its length (the stages' cost grows with the text)."""
+        """Run a stage on the articles that want it, then the checks on what it made
+        (``service.checks``: every stage gets them); each article gets its share of the time,
+        in proportion to its length (the stages' cost grows with the text)."""
         chosen = [w for w in works if wanted(w)]
         if not chosen:
             return
         started = time.perf_counter()
         stage.run(chosen, self.context)
+        for w in chosen:
+            if stage.kind == "summarizer":
+                check_summary(w, wanted=w.sentences_wanted(self.settings))
+            else:
+                check_items(w)
         elapsed = (time.perf_counter() - started) * 1000
         total = sum(len(w.text) for w in chosen) or 1
         for w in chosen:
@@ -208,7 +222,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
-            work.sentences = split_sentences(work.text)
+            sentences = split_sentences(work.text)
+            work.instructions = find_instructions(work.text, sentences)
         except InputError as exc:
             exc.article_id = article.id
             return exc
@@ -224,6 +239,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                 f"removed {len(removed)} pieces of page furniture: "
                 + json.dumps(removed, ensure_ascii=False)
             )
+        set_aside = set(work.instructions)
+        work.sentences = [s for s in sentences if s not in set_aside]
+        if work.instructions:
+            work.diagnostics.instructions_ignored = len(work.instructions)
+            work.warnings.append(instruction_warning(work.instructions))
         work.language, confidence = detect_language(work.text)
         if warning := language_warning(work.language, confidence):
             work.warnings.append(warning)

@@ -118,10 +118,20 @@ class Diagnostics(BaseModel):
 
     junk_removed: int = Field(default=0, description="Pieces of page furniture removed.")
     items_dropped: int = Field(
-        default=0, description="Items dropped: not grounded in the article, or no nameable actor."
+        default=0,
+        description="Items dropped: not grounded in the article, actor not attributed to the "
+        "quote, quote in an instruction-like sentence, or contradictory stances.",
     )
+    instructions_ignored: int = Field(
+        default=0,
+        description="Instruction-like sentences (addressed to a model or an editor) set aside.",
+    )
+    fields_cleared: int = Field(
+        default=0, description="Item target/conditions fields set to null: not article spans."
+    )
+    items_merged: int = Field(default=0, description="Duplicate items merged into one.")
     summary_sentences_removed: int = Field(
-        default=0, description="Model-written summary sentences removed as unsupported."
+        default=0, description="Summary sentences removed: unsupported or instruction-like."
     )
     json_attempts: int = Field(default=0, description="Model JSON attempts (0: none asked).")
     json_valid: bool | None = Field(

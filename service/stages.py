@@ -15,7 +15,9 @@ To add a stage, write one class in ``service/summarizers.py`` or ``service/extra
         def run(self, works, ctx):
             ...
 
-Settings accept its name as soon as it is registered; nothing else changes.
+Settings accept its name as soon as it is registered; nothing else changes. The pipeline
+applies the checks of ``service.checks`` to whatever a stage makes (instruction-like sentences
+are never in ``Work.sentences``; items and summaries are checked after the stage runs).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ class Work:
     article: Article
     text: str = ""
     language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
-    sentences: list[Sentence] = field(default_factory=list)
+    sentences: list[Sentence] = field(default_factory=list)  # without the instructions
+    instructions: list[Sentence] = field(default_factory=list)  # see service.checks
     summary: str = ""
     demands: list[Demand] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
@@ -68,6 +71,15 @@ class Work:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    @property
+    def news_text(self) -> str:
+        """The text with its instruction-like sentences blanked out (same offsets)."""
+        pieces, at = [], 0
+        for s in self.instructions:
+            pieces += [self.text[at : s.start], " " * (s.end - s.start)]
+            at = s.end
+        return "".join([*pieces, self.text[at:]])
 
     def sentences_wanted(self, settings: Settings) -> int:
         return self.article.options.summary_sentences or settings.summary_sentences

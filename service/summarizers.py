@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
@@ -108,14 +108,12 @@ class ModelRank(Extractive):
         chunks = ctx.chunks(body)
         work.chunks = len(chunks)
 
-        def rendered(article: str) -> str:
-            return str(
-                local.render(
-                    [
-                        {"role": "system", "content": prompt.system},
-                        {"role": "user", "content": prompt.render("user", article=fence(article))},
-                    ]
-                )
+        def rendered(article: str) -> Any:  # the article stays plain text to the tokenizer
+            return local.render(
+                [
+                    {"role": "system", "content": prompt.system},
+                    {"role": "user", "content": prompt.render("user", article=fence(article))},
+                ]
             )
 
         empty = rendered("")
@@ -147,7 +145,7 @@ class Learned(Extractive):
 
         heads = ctx.heads
         hidden = article_features(
-            ctx.local, [w.text for w in works], [w.sentences for w in works], heads
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
         )
         self._hidden = {id(w): h for w, h in zip(works, hidden, strict=True)}
         super().run(works, ctx)
