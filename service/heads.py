@@ -96,7 +96,7 @@ class Logistic:
         """Probabilities, one column per class (binary heads: ``[p(negative), p(positive)]``)."""
         z = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
         if self.coef.shape[0] == 1:
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            p = 1.0 / (1.0 + np.exp(-np.clip(z[:, 0], -500.0, 500.0)))  # no overflow warning
             return np.stack([1.0 - p, p], axis=1)
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)

@@ -78,6 +78,11 @@ def article_features(
     return out
 
 
+def clear_feature_cache() -> None:
+    """Forget every article's features (benchmarks time the model's reading, not the cache)."""
+    _FEATURES.clear()
+
+
 def sentence_matrix(hidden: np.ndarray, sentences: list[Sentence]) -> np.ndarray:
     """The heads' input rows for one article: model features followed by cue features."""
     if not sentences:
