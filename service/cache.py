@@ -110,7 +110,9 @@ class CachedPipeline:
             options=work.article.options,
         )
 
-    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Outcome]:
+    def run(
+        self, inputs: list[Article | dict[str, Any]], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
         prepared = self.pipeline.prepare(inputs)
         answers: dict[int, Outcome] = {}
         keys: dict[int, str] = {}
@@ -119,10 +121,11 @@ class CachedPipeline:
                 keys[i] = self.key(work)
                 hit = self.cache.get(keys[i])
                 if hit is not None:
-                    answers[i] = hit.model_copy(update={"id": work.article.id})
-                    self.on_hit(answers[i])
+                    answers[i] = hit = hit.model_copy(update={"id": work.article.id})
+                    self.on_hit(hit)
         todo = [i for i in range(len(prepared)) if i not in answers]
-        for i, outcome in zip(todo, self.pipeline.finish([prepared[i] for i in todo]), strict=True):
+        fresh = self.pipeline.finish([prepared[i] for i in todo], cancel=cancel)
+        for i, outcome in zip(todo, fresh, strict=True):
             answers[i] = outcome
             if isinstance(outcome, Result):
                 self.cache.put(keys[i], outcome)

@@ -31,6 +31,13 @@ class ModelError(StandpointError):
     status_code = 503
 
 
+class Cancelled(StandpointError):
+    """Every request waiting for this work has gone (deadline passed or client hung up), so
+    the work stopped between steps; nobody reads this error."""
+
+    status_code = 499
+
+
 def first_error(exc: Any) -> str:
     """The first problem of a pydantic ``ValidationError`` as ``where: what``."""
     err = exc.errors()[0]

@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import logging
 import shutil
+import threading
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -31,9 +32,15 @@ from lmformatenforcer.characterlevelparser import CharacterLevelParserConfig
 from lmformatenforcer.consts import COMPLETE_ALPHABET
 from lmformatenforcer.tokenenforcer import TokenEnforcerTokenizerData
 from pydantic import ConfigDict
-from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessor
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessor,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
-from service.errors import ModelError
+from service.errors import Cancelled, ModelError
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -137,13 +144,22 @@ class LocalModel:
         max_new_tokens: int,
         json_schema: dict[str, Any] | list[dict[str, Any]] | None = None,
         stop: list[str] | None = None,
+        cancel: threading.Event | None = None,
     ) -> list[Completion]:
         """Greedy completions for a batch of rendered prompts, one forward pass per step.
 
         ``json_schema`` constrains every row to one schema, or each row to its own (a list).
+        Once ``cancel`` is set, no further step is computed and ``Cancelled`` is raised.
+
+        A row's output does not depend on its batch mates: prompts are left-padded, and the
+        attention mask (from which generate derives the position ids) hides the padding. In
+        float32 the outputs alone and in a batch are the same (tests/test_model.py); the batch
+        changes only the shapes of the matrix products, so their last bits, and in bfloat16
+        (8-bit mantissa) that can flip the greedy choice where two tokens nearly tie.
         """
         if not prompts:
             return []
+        _check(cancel)
         batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         width = batch["input_ids"].shape[1]
         processors = []
@@ -163,7 +179,9 @@ class LocalModel:
             pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=stop or None,
             tokenizer=self.tokenizer if stop else None,
+            stopping_criteria=StoppingCriteriaList([_StopWhen(cancel)]) if cancel else None,
         )
+        _check(cancel)
         completions = []
         for row, mask in zip(output, batch["attention_mask"], strict=True):
             new = row[width:]
@@ -285,6 +303,22 @@ class _SchemaLogitsProcessor(LogitsProcessor):
         return cast(torch.FloatTensor, scores + mask)
 
 
+class _StopWhen(StoppingCriteria):
+    """Ends every row after the current decoding step once the event is set."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        done = torch.full((input_ids.shape[0],), self.event.is_set(), device=input_ids.device)
+        return cast(torch.BoolTensor, done)
+
+
+def _check(cancel: threading.Event | None) -> None:
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("stopped: every request waiting for this work has gone")
+
+
 class LocalChatModel(BaseChatModel):
     """LangChain chat model over a ``LocalModel``; ``batch`` runs one batched generate."""
 
@@ -332,6 +366,7 @@ class LocalChatModel(BaseChatModel):
             max_new_tokens=kwargs.get("max_new_tokens", self.max_new_tokens),
             json_schema=kwargs.get("json_schema"),
             stop=stop,
+            cancel=kwargs.get("cancel"),
         )
         elapsed_ms = (time.perf_counter() - started) * 1000
         results = []

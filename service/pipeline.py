@@ -1,15 +1,22 @@
 """Article -> Result: prepare, summarize, extract (grounded), result. One LangChain runnable.
 
 The stages are registered units (``service.stages``); the pipeline composes the summarizer and
-the extractor the settings name, runs each over all articles of a call at once (so model work
-batches across articles), and gives each article its own share of a stage's time. Caching,
+the extractor the settings name and runs each over the articles of a call. ``meta.timings_ms``
+is each article's own time: a stage that works article by article is timed per article; a
+``batched`` stage (model-write, model-json) runs over all articles at once so model calls batch
+across them, and an article's time is its share of each batched model call, in proportion to the
+tokens it put through the model, plus its share of the stage's remaining (per-article, non-model)
+time in proportion to its length. ``finish`` stops between articles and between decoding steps
+once its ``cancel`` event is set (the API sets it when every waiting client has gone). Caching,
 metrics and the CLI sit outside: ``build_pipeline`` is the one place a pipeline is made from
 settings, and ``service.cache.CachedPipeline`` wraps it with the result cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -79,7 +86,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     @property
     def settings_key(self) -> str:
-        """The settings that change results, for cache keys."""
+        """The settings that change results, for cache keys.
+
+        With a model, that includes the dtype: bfloat16 and float32 give different output, and
+        in bfloat16 an article's output can also change with its batch mates (a near tie of
+        two tokens resolved differently; see ``LocalModel.generate``). Batch mates cannot be
+        part of a key: in bfloat16, an article answered from the cache gets the answer of
+        whichever batch computed it.
+        """
         s = self.settings
         parts = (
             s.summarizer,
@@ -88,6 +102,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
+            *([s.dtype] if self.uses_model else []),
         )
         return "|".join(map(str, parts))
 
@@ -116,21 +131,32 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         return results
 
     # The stages ---------------------------------------------------------------------------
-    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Outcome]:
+    def run(
+        self, inputs: list[Article | dict[str, Any]], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
         """Results in input order; an article that fails yields its error instead."""
-        return self.finish(self.prepare(inputs))
+        return self.finish(self.prepare(inputs), cancel=cancel)
 
     def prepare(self, inputs: list[Article | dict[str, Any]]) -> list[Work | StandpointError]:
         """Each input validated, cleaned and split, or the error that stops it."""
         return [self._prepare(item) for item in inputs]
 
-    def finish(self, prepared: list[Work | StandpointError]) -> list[Outcome]:
-        """Summarize and extract the prepared articles (errors pass through), in order."""
+    def finish(
+        self, prepared: list[Work | StandpointError], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
+        """Summarize and extract the prepared articles (errors pass through), in order.
+
+        Once ``cancel`` is set the work stops at the next step and every article of the call
+        gets a ``Cancelled`` error.
+        """
         live = [w for w in prepared if isinstance(w, Work)]
+        ctx = dataclasses.replace(self.context, cancel=cancel)
         failure: StandpointError | None = None
         try:
-            self._timed(live, "summary_ms", self.summarizer, lambda w: w.article.options.summary)
-            self._timed(live, "extract_ms", self.extractor, lambda w: w.article.options.extraction)
+            summarize = [w for w in live if w.article.options.summary]
+            self._timed(ctx, summarize, "summary_ms", self.summarizer)
+            extract = [w for w in live if w.article.options.extraction]
+            self._timed(ctx, extract, "extract_ms", self.extractor)
         except StandpointError as exc:
             failure = exc
         except Exception as exc:  # the model backend failed: every article of the call fails
@@ -146,18 +172,28 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                 results.append(self._result(w))
         return results
 
-    def _timed(self, works: list[Work], key: str, stage: Stage, wanted: Any) -> None:
-        """Run a stage on the articles that want it; each gets its share of the time, in
-        proportion to its length (the stages' cost grows with the text)."""
-        chosen = [w for w in works if wanted(w)]
-        if not chosen:
+    @staticmethod
+    def _timed(ctx: StageContext, works: list[Work], key: str, stage: Stage) -> None:
+        """Run a stage on the articles; each article's ``timings[key]`` gets its own time."""
+        if not stage.batched:
+            for w in works:
+                ctx.check_cancelled()
+                started = time.perf_counter()
+                stage.run([w], ctx)
+                w.timings[key] += (time.perf_counter() - started) * 1000
             return
+        if not works:
+            return
+        ctx.check_cancelled()
+        before = [w.model_ms for w in works]
         started = time.perf_counter()
-        stage.run(chosen, self.context)
+        stage.run(works, ctx)
         elapsed = (time.perf_counter() - started) * 1000
-        total = sum(len(w.text) for w in chosen) or 1
-        for w in chosen:
-            w.timings[key] += elapsed * len(w.text) / total
+        own = [w.model_ms - b for w, b in zip(works, before, strict=True)]
+        rest = max(0.0, elapsed - sum(own))
+        length = sum(len(w.text) for w in works) or 1
+        for w, model_ms in zip(works, own, strict=True):
+            w.timings[key] += model_ms + rest * len(w.text) / length
 
     def _prepare(self, item: Article | dict[str, Any]) -> Work | StandpointError:
         started = time.perf_counter()

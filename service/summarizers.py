@@ -141,6 +141,7 @@ class ModelWrite(Summarizer):
     needs = frozenset({Need.CHAT})
     prompts = ("summarize",)
     uses_model = True
+    batched = True
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         jobs: list[tuple[Work, list[BaseMessage]]] = []

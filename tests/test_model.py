@@ -135,3 +135,53 @@ def test_extraction_schema_only_admits_the_chunks_sentences_and_names(seed_artic
         not in (demand["quote"]["enum"])
     )  # headings are not evidence
     assert schema["properties"]["positions"]["maxItems"] == 3
+
+
+def test_generation_stops_at_the_next_step_once_cancelled(tiny):
+    """The worker's cancel event ends a batched generate between decoding steps."""
+    import threading
+
+    from service.errors import Cancelled
+
+    cancel = threading.Event()
+    steps = 0
+
+    def count_and_cancel(module, args, output):  # a forward hook: one call per decoding step
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            cancel.set()  # as the API's worker does when every client has gone
+
+    prompts = [tiny.render([{"role": "user", "content": t}]) for t in ("Putin said", "Kyiv")]
+    hook = tiny.model.register_forward_hook(count_and_cancel)
+    try:
+        with pytest.raises(Cancelled):
+            tiny.generate(prompts, max_new_tokens=200, cancel=cancel)
+    finally:
+        hook.remove()
+    assert steps == 3  # not 200: the step after the event is never computed
+    with pytest.raises(Cancelled):  # already cancelled: not a single step
+        tiny.generate(prompts, max_new_tokens=200, cancel=cancel)
+    assert steps == 3
+
+
+PADDED_PROMPTS = (
+    "Putin said",
+    "The talks in Geneva ended without agreement on Sunday, and Kyiv said it would not "
+    "withdraw its troops from the Donbas before any ceasefire was signed by both sides.",
+    "Zelensky",
+)
+
+
+@pytest.mark.parametrize("json_schema", [None, SCHEMA])
+def test_an_article_gets_the_same_greedy_output_alone_and_in_any_batch(tiny, json_schema):
+    """Left padding plus the attention mask (and position ids from it) keep rows apart: in
+    float32 each row's output is the one it gets alone, whatever its batch mates' lengths."""
+    prompts = [tiny.render([{"role": "user", "content": t}]) for t in PADDED_PROMPTS]
+    alone = [tiny.generate([p], max_new_tokens=40, json_schema=json_schema)[0] for p in prompts]
+    for batch in (prompts, prompts[::-1], [prompts[0]] * 2 + prompts):
+        together = tiny.generate(list(batch), max_new_tokens=40, json_schema=json_schema)
+        expected = [alone[prompts.index(p)] for p in batch]
+        assert [c.text for c in together] == [c.text for c in expected]
+        assert [c.generated_tokens for c in together] == [c.generated_tokens for c in expected]
+        assert [c.prompt_tokens for c in together] == [c.prompt_tokens for c in expected]
