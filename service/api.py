@@ -2,10 +2,13 @@
 
 One model, many clients: each request waits in a bounded queue; a single worker takes up to
 ``batch_size`` waiting articles at once and answers them with one ``Pipeline.run`` call, in
-one thread (the model and the cache's SQLite connection live there). A full queue is a 429,
-a request past its deadline a 504, and a client that hangs up before its turn is dropped
-from the queue without its work being run. Errors become JSON ``{"error": {"status",
-"message"}}`` in the handlers here and nowhere else.
+one thread (the model and the cache's SQLite connection live there). The queue admits only
+what the measured cost per article says can be answered within the deadline: otherwise 429
+with Retry-After at once (503 for one request too big for the deadline), rather than a 504
+after waiting. A client that hangs up (or reaches its deadline) before its turn is dropped
+from the queue without its work being run, and a run whose every client has gone stops at its
+next step. Errors become JSON ``{"error": {"status", "message"}}`` in the handlers here and
+nowhere else.
 
 No ``from __future__ import annotations`` here: the routes are built inside a function, and
 FastAPI must see their annotations (which use local values such as the seed examples) as objects.
@@ -17,13 +20,14 @@ import collections
 import hmac
 import logging
 import math
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -43,7 +47,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.cache import CachedPipeline, ResultCache
-from service.errors import InputError, ModelError, StandpointError
+from service.errors import Cancelled, InputError, ModelError, StandpointError
 from service.pipeline import Outcome, Pipeline, build_pipeline
 from service.resources import seeds_dir
 from service.schemas import Article, Result
@@ -75,6 +79,12 @@ class QueueFullError(StandpointError):
 
 class NotReadyError(ModelError):
     """The pipeline (and its model) is still loading, failed to load, or is shutting down."""
+
+
+class OverCapacityError(StandpointError):
+    """One request holds more work than the server can do within the deadline."""
+
+    status_code = 503
 
 
 class DeadlineError(StandpointError):
@@ -139,9 +149,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Missing or wrong API key (only when one is configured).",
         413: "Request body over max_body_bytes.",
         422: "Invalid input.",
-        429: "The queue is full; see Retry-After.",
+        429: "The queue is full, or the work ahead would not be done in time; see Retry-After.",
         500: "Unexpected error (logged on the server).",
-        503: "The model is not loaded yet or failed.",
+        503: "The model is not loaded yet or failed, or the request is too big for the deadline.",
         504: "No result within request_timeout_s.",
     }.items()
 }
@@ -168,6 +178,26 @@ class Metrics:
         )
         self.queue_depth = Gauge(
             "standpoint_queue_depth", "Requests waiting for the model.", registry=r
+        )
+        self.running_articles = Gauge(
+            "standpoint_running_articles", "Articles in the pipeline run in progress.", registry=r
+        )
+        self.article_seconds = Gauge(
+            "standpoint_article_seconds",
+            "Measured seconds per fresh article, which admission and run sizes follow.",
+            registry=r,
+        )
+        self.refused = Counter(
+            "standpoint_refused_requests",
+            "Requests refused before waiting: queue_full, untimed (no cost measured yet), "
+            "deadline (the work ahead would not finish in time), too_large.",
+            ["reason"],
+            registry=r,
+        )
+        self.cancelled_runs = Counter(
+            "standpoint_cancelled_runs",
+            "Pipeline runs stopped between steps because every client had gone.",
+            registry=r,
         )
         self.batch_articles = Histogram(
             "standpoint_batch_articles",
@@ -198,14 +228,43 @@ class Metrics:
 
 
 # Dynamic batching ---------------------------------------------------------------------------
+ADMIT_SHARE = 0.8  # admit work estimated to finish within this share of request_timeout_s
+COST_WEIGHT = 0.3  # weight of the newest run in the per-article cost (exponential average)
+
+
 @dataclass(eq=False)
 class _Job:
     articles: Sequence[Article]
     future: asyncio.Future[list[Outcome]]
+    deadline: float  # event-loop time after which nobody waits for it
+
+    @property
+    def wanted(self) -> bool:
+        return not self.future.done()
+
+
+@dataclass(eq=False)
+class _Run:
+    """The pipeline call in progress: its jobs, and the event that stops it between steps."""
+
+    jobs: list[_Job]
+    articles: int
+    started: float
+    cancel: threading.Event
 
 
 class Batcher:
-    """A bounded queue of requests drained by one worker into ``Pipeline.run`` calls."""
+    """A bounded queue of requests drained by one worker into ``Pipeline.run`` calls.
+
+    Admission is by measured cost: after each run the worker updates the seconds one fresh
+    (not cached) article takes, and a request is admitted only if the work in progress, the
+    work waiting and its own are estimated to finish within ``ADMIT_SHARE`` of the deadline;
+    otherwise it is refused at once (429 with Retry-After; 503 if even an idle server could
+    not answer it in time). Until the first run has been timed, one run's worth
+    (``batch_size`` articles) may wait. A run holds no more articles than fit in that share of
+    the deadline. Jobs whose clients have gone (deadline or disconnect) are never started, and a
+    run whose every client has gone is stopped between steps (``Pipeline.finish``'s cancel).
+    """
 
     def __init__(
         self,
@@ -225,7 +284,8 @@ class Batcher:
         self._wake: asyncio.Event | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._seconds_per_run = 1.0
+        self._run: _Run | None = None
+        self._cost: float | None = None  # seconds per fresh article; None until measured
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -237,6 +297,11 @@ class Batcher:
         self._tasks.append(asyncio.create_task(self._work()))
 
     async def stop(self) -> None:
+        run = self._run
+        if run is not None:  # stop the worker thread at its next step; its requests answer 503
+            run.cancel.set()
+            for job in run.jobs:
+                job.future.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -268,13 +333,13 @@ class Batcher:
         """Results in order, once the worker has run them; raises if the request cannot wait."""
         if self.pipeline is None:
             raise NotReadyError(self.load_error or "the model is loading; try again shortly")
-        if len(self._waiting) >= self.settings.queue_size:
-            runs_ahead = math.ceil(len(self._waiting) / self.settings.batch_size) + 1
-            raise QueueFullError(
-                f"the queue is full ({self.settings.queue_size} requests waiting)",
-                retry_after=max(1, math.ceil(runs_ahead * self._seconds_per_run)),
-            )
-        job = _Job(articles=articles, future=asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        self._admit(len(articles), now=loop.time())
+        job = _Job(
+            articles=articles,
+            future=loop.create_future(),
+            deadline=loop.time() + self.settings.request_timeout_s,
+        )
         self._waiting.append(job)
         self.metrics.queue_depth.set(len(self._waiting))
         assert self._wake is not None, "the batcher is not started (run the app's lifespan)"
@@ -300,22 +365,101 @@ class Batcher:
         self.metrics.dropped.labels("deadline").inc()
         raise DeadlineError(f"no result within {self.settings.request_timeout_s:g} s; try again")
 
+    # Admission by measured cost -------------------------------------------------------------
+    def _article_cost(self, now: float) -> float | None:
+        """Seconds per fresh article: the measured average, or more if the run in progress
+        has already taken longer per article."""
+        if self._cost is None:
+            return None
+        run = self._run
+        if run is None:
+            return self._cost
+        return max(self._cost, (now - run.started) / run.articles)
+
+    def _run_limit(self) -> int:
+        """Articles per run: batch_size, or fewer if that many would not fit the deadline."""
+        if self._cost is None:
+            return self.settings.batch_size
+        budget = self.settings.request_timeout_s * ADMIT_SHARE
+        return max(1, min(self.settings.batch_size, int(budget / self._cost)))
+
+    def _admit(self, count: int, *, now: float) -> None:
+        """Refuse now a request that could not be answered within the deadline."""
+        s = self.settings
+        waiting = sum(len(job.articles) for job in self._waiting if job.wanted)
+        run = self._run
+        running_for = now - run.started if run is not None else 0.0
+        cost = self._article_cost(now)
+        if len(self._waiting) >= s.queue_size:
+            ahead = (waiting + count) * (cost or 0.0) + max(1.0, running_for)
+            self._refuse(
+                QueueFullError(
+                    f"the queue is full ({s.queue_size} requests waiting)",
+                    retry_after=math.ceil(ahead),
+                ),
+                "queue_full",
+            )
+        if cost is None:  # nothing timed yet: one run's worth may wait
+            if waiting and waiting + count > s.batch_size:
+                self._refuse(
+                    QueueFullError(
+                        f"{waiting} articles are waiting and none has been timed yet; "
+                        "more are admitted once the first run is done",
+                        retry_after=max(1, math.ceil(running_for)),
+                    ),
+                    "untimed",
+                )
+            return
+        budget = s.request_timeout_s * ADMIT_SHARE
+        if count * cost > budget:
+            self._refuse(
+                OverCapacityError(
+                    f"{count} articles take about {count * cost:.0f} s here ({cost:.2f} s "
+                    f"each), more than the {s.request_timeout_s:g} s deadline allows; "
+                    "send fewer articles per request"
+                ),
+                "too_large",
+            )
+        in_progress = max(0.0, run.articles * cost - running_for) if run is not None else 0.0
+        finish = in_progress + (waiting + count) * cost
+        if finish > budget:
+            self._refuse(
+                QueueFullError(
+                    f"busy: the work ahead would take about {finish:.0f} s, past the "
+                    f"{s.request_timeout_s:g} s deadline",
+                    retry_after=math.ceil(finish - budget),
+                ),
+                "deadline",
+            )
+
+    def _refuse(self, error: StandpointError, reason: str) -> NoReturn:
+        self.metrics.refused.labels(reason).inc()
+        raise error
+
+    # The worker ---------------------------------------------------------------------------
     def _drop(self, job: _Job) -> None:
         job.future.cancel()
         if job in self._waiting:
             self._waiting.remove(job)
             self.metrics.queue_depth.set(len(self._waiting))
+        run = self._run
+        if run is not None and not run.cancel.is_set() and not any(j.wanted for j in run.jobs):
+            run.cancel.set()
+            self.metrics.cancelled_runs.inc()
+            logger.info("stopping a run of %d articles: every client has gone", run.articles)
 
-    def _take(self) -> list[_Job]:
-        """The oldest waiting jobs, up to batch_size articles (always at least one job)."""
+    def _take(self, now: float) -> list[_Job]:
+        """The oldest waiting jobs still wanted, up to the run limit in articles (always at
+        least one job)."""
+        limit = self._run_limit()
         jobs: list[_Job] = []
         count = 0
         while self._waiting:
             job = self._waiting[0]
-            if job.future.done():
-                self._waiting.popleft()
+            if not job.wanted or job.deadline <= now:
+                self._waiting.popleft()  # its request answers (or has answered) by itself
                 continue
-            if jobs and count + len(job.articles) > self.settings.batch_size:
+            if jobs and count + len(job.articles) > limit:
                 break
             jobs.append(self._waiting.popleft())
             count += len(job.articles)
@@ -328,42 +472,64 @@ class Batcher:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while jobs := self._take():
+            while jobs := self._take(loop.time()):
                 articles = [a for job in jobs for a in job.articles]
+                run = self._run = _Run(jobs, len(articles), loop.time(), threading.Event())
                 self.metrics.batch_articles.observe(len(articles))
-                started = time.perf_counter()
+                self.metrics.running_articles.set(len(articles))
                 try:
-                    outcomes = await loop.run_in_executor(self._executor, self._run, articles)
+                    outcomes, fresh = await loop.run_in_executor(
+                        self._executor, self._run_pipeline, articles, run.cancel
+                    )
                 except Exception as exc:  # reaches each waiting request, answered there as a 500
                     for job in jobs:
-                        if not job.future.done():
+                        if job.wanted:
                             job.future.set_exception(exc)
                     continue
-                elapsed = time.perf_counter() - started
-                self._seconds_per_run = 0.8 * self._seconds_per_run + 0.2 * elapsed
+                finally:
+                    self._run = None
+                    self.metrics.running_articles.set(0)
+                if fresh and not run.cancel.is_set():
+                    sample = (loop.time() - run.started) / fresh
+                    weight = 1.0 if self._cost is None else COST_WEIGHT
+                    self._cost = (1 - weight) * (self._cost or 0.0) + weight * sample
+                    self.metrics.article_seconds.set(self._cost)
                 at = 0
                 for job in jobs:
                     part, at = outcomes[at : at + len(job.articles)], at + len(job.articles)
-                    if not job.future.done():
+                    if job.wanted:
                         job.future.set_result(part)
+
+    def _run_pipeline(
+        self, articles: list[Article], cancel: threading.Event
+    ) -> tuple[list[Outcome], int]:
+        """The outcomes, and how many articles were computed (not answered from the cache)."""
+        assert self.pipeline is not None and self.cache is not None
+        fresh = 0
+
+        def on_miss(result: Result) -> None:
+            nonlocal fresh
+            fresh += 1
+            self._count_fresh(result)
+
+        cached = CachedPipeline(
+            self.pipeline,
+            self.cache,
+            on_hit=lambda _: self.metrics.cache_hits.inc(),
+            on_miss=on_miss,
+        )
+        outcomes = cached.run(list(articles), cancel=cancel)
+        for outcome in outcomes:
+            label = "ok" if isinstance(outcome, Result) else "error"
+            self.metrics.articles.labels(
+                "cancelled" if isinstance(outcome, Cancelled) else label
+            ).inc()
+        return outcomes, fresh
 
     def _count_fresh(self, result: Result) -> None:
         self.metrics.cache_misses.inc()
         self.metrics.generated_tokens.inc(result.meta.generated_tokens)
         self.metrics.prompt_tokens.inc(result.meta.prompt_tokens)
-
-    def _run(self, articles: list[Article]) -> list[Outcome]:
-        assert self.pipeline is not None and self.cache is not None
-        cached = CachedPipeline(
-            self.pipeline,
-            self.cache,
-            on_hit=lambda _: self.metrics.cache_hits.inc(),
-            on_miss=self._count_fresh,
-        )
-        outcomes = cached.run(list(articles))
-        for outcome in outcomes:
-            self.metrics.articles.labels("ok" if isinstance(outcome, Result) else "error").inc()
-        return outcomes
 
 
 async def _disconnected(request: Request) -> None:
