@@ -185,3 +185,27 @@ def test_an_article_gets_the_same_greedy_output_alone_and_in_any_batch(tiny, jso
         assert [c.text for c in together] == [c.text for c in expected]
         assert [c.generated_tokens for c in together] == [c.generated_tokens for c in expected]
         assert [c.prompt_tokens for c in together] == [c.prompt_tokens for c in expected]
+
+
+def test_with_default_settings_an_articles_result_does_not_depend_on_its_batch_mates(
+    tiny_model_dir, seed_articles
+):
+    """The whole model path (model-write + model-json, batched generation, JSON under a
+    schema) at the default dtype: an article's result alone equals its result in a batch."""
+    settings = Settings(
+        model=str(tiny_model_dir),
+        summarizer="model-write",
+        extractor="model-json",
+        max_new_tokens=32,
+        json_max_new_tokens=96,
+        chunk_tokens=400,
+    )
+    pipeline = Pipeline(settings=settings, model=load_model(settings))
+    short = {"id": "short", "text": "Talks resumed. The union demanded a raise from the city."}
+    alone = pipeline.invoke(short)
+    together = pipeline.batch([seed_articles[0], short, seed_articles[1]])[1]
+
+    def content(result):
+        return result.model_dump(exclude={"meta": {"timings_ms"}})
+
+    assert content(together) == content(alone)
