@@ -260,10 +260,11 @@ class Batcher:
     (not cached) article takes, and a request is admitted only if the work in progress, the
     work waiting and its own are estimated to finish within ``ADMIT_SHARE`` of the deadline;
     otherwise it is refused at once (429 with Retry-After; 503 if even an idle server could
-    not answer it in time). Until the first run has been timed, one run's worth
-    (``batch_size`` articles) may wait. A run holds no more articles than fit in that share of
-    the deadline. Jobs whose clients have gone (deadline or disconnect) are never started, and a
-    run whose every client has gone is stopped between steps (``Pipeline.finish``'s cancel).
+    not answer it in time). Until an article has been timed, requests are taken one at a time
+    (a model stage on a slow machine can take minutes per article, and nothing says so before
+    the first run). A run holds no more articles than fit in that share of the deadline.
+    Jobs whose clients have gone (deadline or disconnect) are never started, and a run whose
+    every client has gone is stopped between steps (``Pipeline.finish``'s cancel).
     """
 
     def __init__(
@@ -377,9 +378,10 @@ class Batcher:
         return max(self._cost, (now - run.started) / run.articles)
 
     def _run_limit(self) -> int:
-        """Articles per run: batch_size, or fewer if that many would not fit the deadline."""
+        """Articles per run: one until an article has been timed; then batch_size, or fewer
+        if that many would not fit the deadline."""
         if self._cost is None:
-            return self.settings.batch_size
+            return 1
         budget = self.settings.request_timeout_s * ADMIT_SHARE
         return max(1, min(self.settings.batch_size, int(budget / self._cost)))
 
@@ -390,21 +392,23 @@ class Batcher:
         run = self._run
         running_for = now - run.started if run is not None else 0.0
         cost = self._article_cost(now)
+        in_progress = 0.0
+        if run is not None and cost is not None:
+            in_progress = max(0.0, run.articles * cost - running_for)
         if len(self._waiting) >= s.queue_size:
-            ahead = (waiting + count) * (cost or 0.0) + max(1.0, running_for)
             self._refuse(
                 QueueFullError(
                     f"the queue is full ({s.queue_size} requests waiting)",
-                    retry_after=math.ceil(ahead),
+                    retry_after=max(1, math.ceil(in_progress)),
                 ),
                 "queue_full",
             )
-        if cost is None:  # nothing timed yet: one run's worth may wait
-            if waiting and waiting + count > s.batch_size:
+        if cost is None:  # nothing timed yet: one request at a time until the first is done
+            if run is not None or waiting:
                 self._refuse(
                     QueueFullError(
-                        f"{waiting} articles are waiting and none has been timed yet; "
-                        "more are admitted once the first run is done",
+                        "busy: no article has been timed yet, so requests are taken one at a "
+                        "time until the first is done",
                         retry_after=max(1, math.ceil(running_for)),
                     ),
                     "untimed",
@@ -420,7 +424,6 @@ class Batcher:
                 ),
                 "too_large",
             )
-        in_progress = max(0.0, run.articles * cost - running_for) if run is not None else 0.0
         finish = in_progress + (waiting + count) * cost
         if finish > budget:
             self._refuse(

@@ -402,6 +402,7 @@ def test_deadline_is_504_and_a_late_request_is_not_run(tmp_path: Path) -> None:
     app = create_app(settings, pipeline)
 
     async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        await pipeline.warm_up(client)
         first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
         await async_wait_until(pipeline.started.is_set)
         second = await client.post("/v1/summaries", json=article(1))
@@ -459,6 +460,7 @@ def test_a_client_that_hangs_up_is_removed_from_the_queue(tmp_path: Path) -> Non
     batcher = app.state.batcher
 
     async def scenario(client: httpx.AsyncClient) -> Any:
+        await pipeline.warm_up(client)
         first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
         await async_wait_until(pipeline.started.is_set)
         hang_up = asyncio.Event()
@@ -487,6 +489,7 @@ def test_model_backed_pipeline_batches_across_requests(tmp_path: Path) -> None:
     app = create_app(settings, pipeline)
 
     async def scenario(client: httpx.AsyncClient) -> list[httpx.Response]:
+        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200  # timed
         posts = [client.post("/v1/summaries", json=article(i)) for i in range(4)]
         return list(await asyncio.gather(*posts))
 
@@ -582,8 +585,10 @@ def test_a_run_goes_on_while_one_of_its_clients_still_waits(tmp_path: Path) -> N
     batcher = app.state.batcher
 
     async def scenario(client: httpx.AsyncClient) -> Any:
+        stage.release.release()  # a first run that ends at once: an article has been timed
+        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200
         first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
-        await async_wait_until(lambda: len(stage.calls) == 1)
+        await async_wait_until(lambda: len(stage.calls) == 2)
         hang_up = asyncio.Event()
         gone = asyncio.create_task(raw_post(app, article(1), hang_up))
         await async_wait_until(lambda: batcher.depth == 1)
@@ -591,14 +596,14 @@ def test_a_run_goes_on_while_one_of_its_clients_still_waits(tmp_path: Path) -> N
         await async_wait_until(lambda: batcher.depth == 2)
         stage.release.release()
         await first
-        await async_wait_until(lambda: len(stage.calls) == 2)  # a1 and a2 run together
+        await async_wait_until(lambda: len(stage.calls) == 3)  # a1 and a2 run together
         hang_up.set()
         await gone
         stage.release.release()
         return await staying, (await client.get("/metrics")).text
 
     staying, metrics = asyncio.run(_with_app(app, scenario))
-    assert stage.calls == [["a0"], ["a1", "a2"]]
+    assert stage.calls == [["a99"], ["a0"], ["a1", "a2"]]
     assert staying.status_code == 200, staying.text
     assert staying.json()["summary"] == "done"
     assert 'standpoint_dropped_requests_total{reason="disconnected"} 1.0' in metrics
@@ -664,31 +669,30 @@ def test_what_cannot_finish_within_the_deadline_is_refused_early(tmp_path: Path)
     assert 0.25 <= float(cost) < 0.6
 
 
-def test_before_any_article_is_timed_one_run_may_wait(tmp_path: Path) -> None:
-    """With no measured cost yet, at most one run's worth (batch_size articles) may wait."""
-    settings = make_settings(tmp_path, batch_size=2)
+def test_before_any_article_is_timed_requests_are_taken_one_at_a_time(tmp_path: Path) -> None:
+    """With no measured cost yet (a model stage may take minutes per article), nothing waits
+    behind the first request; once it is timed, requests are admitted by cost."""
+    settings = make_settings(tmp_path)
     pipeline = GatedPipeline(settings)
     app = create_app(settings, pipeline)
-    batcher = app.state.batcher
 
     async def scenario(client: httpx.AsyncClient) -> Any:
         running = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
         await async_wait_until(pipeline.started.is_set)
-        queued = [
-            asyncio.create_task(client.post("/v1/summaries", json=article(i))) for i in (1, 2)
-        ]
-        await async_wait_until(lambda: batcher.depth == 2)
-        refused = await client.post("/v1/summaries", json=article(3))
+        refused = await client.post("/v1/summaries", json=article(1))
         pipeline.gate.set()
-        answered = await asyncio.gather(running, *queued)
-        later = await client.post("/v1/summaries", json=article(4))  # timed now: admitted
+        answered = await running
+        later = await asyncio.gather(
+            *(client.post("/v1/summaries", json=article(i)) for i in (2, 3))
+        )
         return answered, refused, later
 
     answered, refused, later = asyncio.run(_with_app(app, scenario))
-    assert [r.status_code for r in answered] == [200, 200, 200]
+    assert answered.status_code == 200
     assert "timed" in error_of(refused, 429)
     assert int(refused.headers["retry-after"]) >= 1
-    assert later.status_code == 200
+    assert [r.status_code for r in later] == [200, 200]
+    assert pipeline.calls[0] == ["a0"]
 
 
 # Cache and metrics -------------------------------------------------------------------------
