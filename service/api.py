@@ -287,6 +287,7 @@ class Batcher:
         self._tasks: list[asyncio.Task[None]] = []
         self._run: _Run | None = None
         self._cost: float | None = None  # seconds per fresh article; None until measured
+        self._last_run_end = 0.0
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -390,6 +391,9 @@ class Batcher:
         s = self.settings
         waiting = sum(len(job.articles) for job in self._waiting if job.wanted)
         run = self._run
+        too_slow = self._cost is not None and self._cost > s.request_timeout_s * ADMIT_SHARE
+        if too_slow and run is None and now - self._last_run_end > s.request_timeout_s:
+            self._cost = None  # not even one article fitted, a while ago: try one again
         running_for = now - run.started if run is not None else 0.0
         cost = self._article_cost(now)
         in_progress = 0.0
@@ -416,14 +420,18 @@ class Batcher:
             return
         budget = s.request_timeout_s * ADMIT_SHARE
         if count * cost > budget:
-            self._refuse(
-                OverCapacityError(
-                    f"{count} articles take about {count * cost:.0f} s here ({cost:.2f} s "
-                    f"each), more than the {s.request_timeout_s:g} s deadline allows; "
+            if count == 1:
+                message = (
+                    f"an article takes about {cost:.0f} s here, more than the "
+                    f"{s.request_timeout_s:g} s deadline allows; try again later"
+                )
+            else:
+                message = (
+                    f"{count} articles take about {count * cost:.0f} s here ({cost:.2f} s each), "
+                    f"more than the {s.request_timeout_s:g} s deadline allows; "
                     "send fewer articles per request"
-                ),
-                "too_large",
-            )
+                )
+            self._refuse(OverCapacityError(message), "too_large")
         finish = in_progress + (waiting + count) * cost
         if finish > budget:
             self._refuse(
@@ -492,16 +500,29 @@ class Batcher:
                 finally:
                     self._run = None
                     self.metrics.running_articles.set(0)
-                if fresh and not run.cancel.is_set():
-                    sample = (loop.time() - run.started) / fresh
-                    weight = 1.0 if self._cost is None else COST_WEIGHT
-                    self._cost = (1 - weight) * (self._cost or 0.0) + weight * sample
-                    self.metrics.article_seconds.set(self._cost)
+                self._learn(run, fresh, now=loop.time())
                 at = 0
                 for job in jobs:
                     part, at = outcomes[at : at + len(job.articles)], at + len(job.articles)
                     if job.wanted:
                         job.future.set_result(part)
+
+    def _learn(self, run: _Run, fresh: int, *, now: float) -> None:
+        """Update the seconds per article from a run that computed ``fresh`` articles."""
+        elapsed = now - run.started
+        self._last_run_end = now
+        if run.cancel.is_set():  # nothing finished: the time so far is a lower bound
+            bound = elapsed / run.articles
+            if self._cost is not None:  # it may raise the average, never lower it
+                self._cost = max(self._cost, (1 - COST_WEIGHT) * self._cost + COST_WEIGHT * bound)
+            elif bound > self.settings.request_timeout_s * ADMIT_SHARE:
+                self._cost = bound  # not even one article fits in the deadline
+        elif fresh:
+            sample = elapsed / fresh
+            weight = 1.0 if self._cost is None else COST_WEIGHT
+            self._cost = (1 - weight) * (self._cost or 0.0) + weight * sample
+        if self._cost is not None:
+            self.metrics.article_seconds.set(self._cost)
 
     def _run_pipeline(
         self, articles: list[Article], cancel: threading.Event

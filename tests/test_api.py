@@ -559,6 +559,9 @@ def test_a_run_stops_between_steps_once_every_client_has_gone(tmp_path: Path) ->
     app = create_app(settings, Recording(settings, stage))
 
     async def scenario(client: httpx.AsyncClient) -> Any:
+        stage.release.release()  # a first run that ends at once: an article has been timed
+        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200
+        stage.stopped.clear()
         try:
             timed_out = await client.post("/v1/summaries", json=article(0))
             stopped = await asyncio.to_thread(stage.stopped.wait, 5)
@@ -667,6 +670,37 @@ def test_what_cannot_finish_within_the_deadline_is_refused_early(tmp_path: Path)
         if line.startswith("standpoint_article_seconds ")
     ]
     assert 0.25 <= float(cost) < 0.6
+
+
+def test_a_first_article_that_misses_the_deadline_makes_the_next_ones_503_at_once(
+    tmp_path: Path,
+) -> None:
+    """When even one article does not finish within the deadline, its time so far is a lower
+    bound on the cost: the next requests get 503 at once instead of a 504 after waiting. After
+    a deadline's worth of quiet, one request is tried again (the machine may be faster now)."""
+    settings = make_settings(tmp_path, request_timeout_s=0.5)
+    stage = Steps()
+    app = create_app(settings, Recording(settings, stage))
+
+    async def scenario(client: httpx.AsyncClient) -> Any:
+        try:
+            first = await client.post("/v1/summaries", json=article(0))
+            await asyncio.to_thread(stage.stopped.wait, 5)
+            started = time.monotonic()
+            refused = await client.post("/v1/summaries", json=article(1))
+            refused_after = time.monotonic() - started
+            await asyncio.sleep(0.6)  # a deadline's worth of quiet
+            stage.release.release()
+            retried = await client.post("/v1/summaries", json=article(2))
+            return first, refused, refused_after, retried
+        finally:
+            stage.release.release()
+
+    first, refused, refused_after, retried = asyncio.run(_with_app(app, scenario))
+    error_of(first, 504)
+    assert "deadline allows" in error_of(refused, 503)
+    assert refused_after < 0.25
+    assert retried.status_code == 200, retried.text
 
 
 def test_before_any_article_is_timed_requests_are_taken_one_at_a_time(tmp_path: Path) -> None:
