@@ -279,6 +279,28 @@ def test_a_model_that_fails_to_load_keeps_readyz_503(
         assert "no weights" in error_of(c.post("/v1/summaries", json=article(1)), 503)
 
 
+def test_the_server_leaves_one_core_to_the_http_side(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unless STANDPOINT_THREADS says otherwise, the model gets all cores but one: with torch
+    on every core, the event loop's own work made its threads wait on each other (one article
+    of model-write + model-json took 410 s with 2 threads and 56 s with 1, on 2 cores)."""
+    import os
+
+    seen: list[Settings] = []
+
+    def record(settings: Settings, *, load_model: bool = False) -> Pipeline:
+        seen.append(settings)
+        return Pipeline(settings=settings)
+
+    monkeypatch.setattr(service.api, "build_pipeline", record)
+    with TestClient(create_app(make_settings(tmp_path))) as c:
+        wait_until(lambda: c.get("/readyz").status_code == 200)
+    with TestClient(create_app(make_settings(tmp_path, threads=3))) as c:
+        wait_until(lambda: c.get("/readyz").status_code == 200)
+    assert [s.threads for s in seen] == [max(1, len(os.sched_getaffinity(0)) - 1), 3]
+
+
 # Security ----------------------------------------------------------------------------------
 def test_api_key_when_configured(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_key="s3cret-key-123")
