@@ -258,12 +258,15 @@ class Batcher:
     """A bounded queue of requests drained by one worker into ``Pipeline.run`` calls.
 
     Admission is by measured cost: after each run the worker updates the seconds one fresh
-    (not cached) article takes, and a request is admitted only if the work in progress, the
-    work waiting and its own are estimated to finish within ``ADMIT_SHARE`` of the deadline;
+    (not cached) article takes (a slower run at once, faster ones gradually), and a request is
+    admitted only if the work in progress, the work waiting and its own are estimated to
+    finish within ``ADMIT_SHARE`` of the deadline;
     otherwise it is refused at once (429 with Retry-After; 503 if even an idle server could
     not answer it in time). Until an article has been timed, requests are taken one at a time
     (a model stage on a slow machine can take minutes per article, and nothing says so before
-    the first run). A run holds no more articles than fit in that share of the deadline.
+    the first run). A run holds no more articles than fit in that share of the deadline, and
+    at most one more than the largest run that finished in it (halved after one that did not:
+    a model stage's cost per article can grow with the batch, as rows wait for the longest).
     Jobs whose clients have gone (deadline or disconnect) are never started, and a run whose
     every client has gone is stopped between steps (``Pipeline.finish``'s cancel).
     """
@@ -289,6 +292,7 @@ class Batcher:
         self._run: _Run | None = None
         self._cost: float | None = None  # seconds per fresh article; None until measured
         self._last_run_end = 0.0
+        self._size_ok = 0  # the largest run that finished within the budget
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -380,12 +384,14 @@ class Batcher:
         return max(self._cost, (now - run.started) / run.articles)
 
     def _run_limit(self) -> int:
-        """Articles per run: one until an article has been timed; then batch_size, or fewer
-        if that many would not fit the deadline."""
+        """Articles per run: one until an article has been timed; then at most one more than
+        the largest run that finished within the budget (halved after a run that did not),
+        at most batch_size, and no more than the measured cost fits in the budget."""
         if self._cost is None:
             return 1
         budget = self.settings.request_timeout_s * ADMIT_SHARE
-        return max(1, min(self.settings.batch_size, int(budget / self._cost)))
+        fits = int(budget / self._cost)
+        return max(1, min(self.settings.batch_size, fits, self._size_ok + 1))
 
     def _admit(self, count: int, *, now: float) -> None:
         """Refuse now a request that could not be answered within the deadline."""
@@ -520,8 +526,14 @@ class Batcher:
                 self._cost = bound  # not even one article fits in the deadline
         elif fresh:
             sample = elapsed / fresh
-            weight = 1.0 if self._cost is None else COST_WEIGHT
-            self._cost = (1 - weight) * (self._cost or 0.0) + weight * sample
+            if self._cost is None or sample > self._cost:
+                self._cost = sample  # a slower run counts at once; faster ones bring it down
+            else:  # gradually
+                self._cost = (1 - COST_WEIGHT) * self._cost + COST_WEIGHT * sample
+        if elapsed > self.settings.request_timeout_s * ADMIT_SHARE:
+            self._size_ok = max(1, min(self._size_ok, run.articles // 2))
+        elif not run.cancel.is_set():
+            self._size_ok = max(self._size_ok, run.articles)
         if self._cost is not None:
             self.metrics.article_seconds.set(self._cost)
 

@@ -389,7 +389,8 @@ def test_forty_clients_are_all_answered_in_dynamic_batches(tmp_path: Path) -> No
     responses = asyncio.run(_with_app(app, scenario))
     assert [r.status_code for r in responses] == [200] * 40
     assert [r.json()["id"] for r in responses] == [f"a{i}" for i in range(40)]
-    assert [len(call) for call in pipeline.calls] == [1, 8, 8, 8, 8, 7]
+    # runs grow by one article after each that finished in time, up to batch_size
+    assert [len(call) for call in pipeline.calls] == [1, 2, 3, 4, 5, 6, 7, 8, 4]
     assert sorted(i for call in pipeline.calls for i in call) == sorted(f"a{i}" for i in range(40))
 
 
@@ -723,6 +724,28 @@ def test_a_first_article_that_misses_the_deadline_makes_the_next_ones_503_at_onc
     assert "deadline allows" in error_of(refused, 503)
     assert refused_after < 0.25
     assert retried.status_code == 200, retried.text
+
+
+def test_runs_grow_by_one_article_and_halve_after_one_over_the_budget(tmp_path: Path) -> None:
+    """Additive increase, multiplicative decrease: a model stage's cost per article can grow
+    with the run (rows wait for the longest), so a run size is tried only after the one below
+    it finished within the budget (80% of the 10 s deadline here)."""
+    settings = make_settings(tmp_path, request_timeout_s=10, batch_size=8)
+    batcher = service.api.Batcher(
+        settings=settings, metrics=service.api.Metrics(), pipeline=None, load=lambda: None
+    )  # type: ignore[arg-type, return-value]
+
+    def after_run(articles: int, seconds: float) -> int:
+        run = service.api._Run(jobs=[], articles=articles, started=0.0, cancel=threading.Event())
+        batcher._learn(run, articles, now=seconds)
+        return batcher._run_limit()
+
+    sizes = [batcher._run_limit()]
+    while sizes[-1] < 8:
+        sizes.append(after_run(sizes[-1], 0.5 * sizes[-1]))
+    assert sizes == [1, 2, 3, 4, 5, 6, 7, 8]
+    assert after_run(8, 9.0) == 5  # over 8 s: the size that worked is halved (cost allows 7)
+    assert after_run(5, 2.5) == 6  # and grows again from there
 
 
 def test_before_any_article_is_timed_requests_are_taken_one_at_a_time(tmp_path: Path) -> None:
