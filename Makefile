@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 EXTRAS ?= dev,eval,ray,openai
 DATASET ?= ../shared/eval-data/negotiations.jsonl
 
-.PHONY: setup model browser serve test test-fast eval bench lint clean
+.PHONY: setup model browser serve test test-fast eval train bench lint clean
 
 setup: $(STAMP)
 
@@ -37,10 +37,16 @@ test: model browser
 	$(BIN)/pytest
 
 test-fast: setup
-	$(BIN)/pytest -m "not model"
+	$(BIN)/pytest -m "not model and not fuzz"
 
 eval: model
 	$(BIN)/standpoint eval --dataset $(DATASET)
+	$(BIN)/standpoint eval --annotations all --systems lead3,embed-centrality,pipeline:lead+rules,pipeline:centrality+rules
+
+# Trains the learned stages' heads from eval/data/annotations and writes service/heads/default.npz
+# (features are cached under STANDPOINT_CACHE_DIR, so a rerun skips the model).
+train: model
+	$(BIN)/standpoint train --report runs/train-report.md
 
 bench: model
 	$(BIN)/python -m eval.bench_batch
@@ -50,7 +56,8 @@ bench: model
 lint: setup
 	$(BIN)/ruff check service eval tests
 	$(BIN)/ruff format --check service eval tests
-	$(BIN)/mypy service eval
+	$(BIN)/mypy --strict service
+	$(BIN)/mypy eval
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache runs

@@ -61,7 +61,7 @@ def load_annotations(
 ) -> list[dict[str, Any]]:
     """Every annotation row, or those of the named datasets (file stems)."""
     wanted = set(datasets) if datasets is not None else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in annotation_files(directory):
         if wanted is None or path.stem in wanted:
             rows.extend(read_jsonl(path))

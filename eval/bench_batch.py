@@ -17,16 +17,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service.batch import read_rows, summarize_many
+from service.batch import summarize_many
 from service.errors import StandpointError
+from service.inputs import read_rows
 from service.pipeline import build_pipeline
+from service.schemas import Article
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 logger = logging.getLogger(__name__)
 
 
-def load_articles(*, seeds: Path, dataset: Path | None) -> list[dict[str, Any]]:
+def load_articles(*, seeds: Path, dataset: Path | None) -> list[Article]:
     """Seed .txt files and the dataset's {id, text} rows, via a temporary JSONL."""
     rows = [{"id": p.stem, "text": p.read_text()} for p in sorted(seeds.glob("*.txt"))]
     if dataset is not None:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 from rouge_score import rouge_scorer
+from scipy.optimize import linear_sum_assignment
 
 from service.article import split_sentences
 from service.embedding import embed
@@ -262,13 +263,36 @@ def match_items(
         white space, via ``service.grounding.locate_quote``);
     (c) with ``require_stance=True`` (the strict variant for positions) the stance is equal.
 
-    Candidate pairs are scored by span-overlap ratio + content ROUGE-1 F1 and taken greedily,
-    best score first (ties: lower predicted index, then lower reference index), each item
-    used at most once.
+    Each eligible pair scores span-overlap ratio + content ROUGE-1 F1, and the matches are
+    the one-to-one assignment of eligible pairs with the highest total score
+    (``scipy.optimize.linear_sum_assignment``); ineligible pairs are never matched. Totals
+    are compared to six decimal places; among equal totals the assignment with more matches
+    wins, and any remaining tie is settled by the solver, the same way for the same input.
     """
+    eligible, scores = _pair_scores(predicted, reference, text, require_stance=require_stance)
+    if not eligible.any():
+        return []
+    # Integer weights, so totals compare exactly: the score in millionths, scaled so that
+    # the +1 each matched pair adds only decides between assignments of equal total score.
+    per_match = min(eligible.shape) + 1
+    weights = np.where(eligible, np.round(scores * 1e6) * per_match + 1, 0.0)
+    rows, cols = linear_sum_assignment(weights, maximize=True)
+    return sorted((int(i), int(j)) for i, j in zip(rows, cols, strict=True) if eligible[i, j])
+
+
+def _pair_scores(
+    predicted: list[dict[str, Any]],
+    reference: list[dict[str, Any]],
+    text: str,
+    *,
+    require_stance: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which (predicted, reference) pairs may match under ``match_items``' rule, and their
+    scores (span-overlap ratio + content ROUGE-1 F1; 0 where not eligible)."""
     ref_spans = [_span(item, text) for item in reference]
     pred_spans = [_span(item, text) for item in predicted]
-    candidates = []
+    eligible = np.zeros((len(predicted), len(reference)), dtype=bool)
+    scores = np.zeros((len(predicted), len(reference)))
     for i, pred in enumerate(predicted):
         for j, ref in enumerate(reference):
             names = [ref.get("actor", ""), *(ref.get("actor_aliases") or [])]
@@ -279,16 +303,9 @@ def match_items(
             overlap = _overlap_ratio(pred_spans[i], ref_spans[j])
             content = rouge1(_content(pred), _content(ref)) if _content(ref) else 0.0
             if overlap >= 0.5 or content >= 0.5:
-                candidates.append((-(overlap + content), i, j))
-    matches = []
-    used_pred: set[int] = set()
-    used_ref: set[int] = set()
-    for _, i, j in sorted(candidates):
-        if i not in used_pred and j not in used_ref:
-            matches.append((i, j))
-            used_pred.add(i)
-            used_ref.add(j)
-    return sorted(matches)
+                eligible[i, j] = True
+                scores[i, j] = overlap + content
+    return eligible, scores
 
 
 def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
@@ -322,18 +339,23 @@ def sum_extraction_scores(scores: Iterable[dict[str, float]]) -> dict[str, float
 def result_extraction_scores(
     result: dict[str, Any], reference: dict[str, Any]
 ) -> dict[str, dict[str, float]]:
-    """Scores for one article: ``demands``, ``positions`` and ``positions_strict`` (stance too).
+    """Scores for one article: ``demands``, ``positions``, ``positions_strict`` (stance too),
+    ``items_strict`` (demands and positions together, each matched within its own kind) and
+    ``items`` (all items pooled, a demand may match a position).
 
     ``reference`` is one row of eval/data/references.jsonl with ``demands`` and ``positions``.
     """
     text = result["text"]
     demands, positions = result.get("demands", []), result.get("positions", [])
     ref_demands, ref_positions = reference.get("demands", []), reference.get("positions", [])
-    return {
+    scores = {
         "demands": extraction_scores(demands, ref_demands, text),
         "positions": extraction_scores(positions, ref_positions, text),
         "positions_strict": extraction_scores(positions, ref_positions, text, require_stance=True),
+        "items": extraction_scores([*demands, *positions], [*ref_demands, *ref_positions], text),
     }
+    scores["items_strict"] = sum_extraction_scores([scores["demands"], scores["positions"]])
+    return scores
 
 
 # ---------------------------------------------------------------------------

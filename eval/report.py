@@ -31,6 +31,8 @@ EXTRACTION_METRICS = (
     "demands_f1",
     "positions_f1",
     "positions_strict_f1",
+    "items_strict_f1",
+    "items_f1",
     "quote_validity",
     "items_dropped",
     "json_valid",
@@ -387,7 +389,11 @@ def render_report(run_dir: Path, *, validity_data: Path | None = None, plots: bo
     validity = validity_rows(run_dir, validity_data)
     written = render_plots(run_dir, results, samples) if plots else []
     path = run_dir / "report.md"
-    path.write_text(render_markdown(results, samples, validity, written), encoding="utf-8")
+    text = render_markdown(results, samples, validity, written)
+    briefings = run_dir / "briefings.md"  # written by `standpoint eval --briefings`
+    if briefings.is_file():
+        text += "\n" + briefings.read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return path
 
 

@@ -62,7 +62,7 @@ SYSTEMS = (
 EXTRA_METRICS: dict[str, bool | None] = {
     **{
         f"{kind}_{part}": True
-        for kind in ("demands", "positions", "positions_strict")
+        for kind in ("demands", "positions", "positions_strict", "items_strict", "items")
         for part in ("precision", "recall", "f1")
     },
     "json_valid": True,
@@ -73,7 +73,7 @@ EXTRA_METRICS: dict[str, bool | None] = {
     "prompt_tokens": None,
     "generated_tokens": None,
 }
-EXTRACTION_KINDS = ("demands", "positions", "positions_strict")
+EXTRACTION_KINDS = ("demands", "positions", "positions_strict", "items_strict", "items")
 
 
 @dataclass(frozen=True)
@@ -328,9 +328,9 @@ def run_eval(
     articles = [a for a, _ in pairs]
     if model is None and any(s.needs_model for s in chosen):
         from service.model import load_model
-        from service.settings import Settings
+        from service.settings import load_settings
 
-        model = load_model(Settings())
+        model = load_model(load_settings())
     started_at = datetime.now(UTC)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     by_system: dict[str, Any] = {}
@@ -495,6 +495,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "call, so use 1 to measure single-request latency",
     )
     parser.add_argument(
+        "--briefings",
+        nargs="?",
+        type=Path,
+        const=REPO_ROOT / "eval" / "data" / "briefings.jsonl",
+        metavar="FILE",
+        help="also score briefing merges (precision/recall of merged item pairs, the threshold "
+        "choice) on FILE (default eval/data/briefings.jsonl); articles from --data-dir",
+    )
+    parser.add_argument(
         "--validity-data",
         type=Path,
         help="folder with summeval_dev.jsonl and qags_cnn_dev.jsonl for the metric-validity "
@@ -516,11 +525,18 @@ def run(args: argparse.Namespace) -> int:
         more_references, more_datasets = annotation_paths(args.annotations, args.data_dir)
         references += more_references
         datasets += more_datasets
-    if not datasets:
-        raise InputError("give --dataset FILE or --annotations NAMES")
+    if not datasets and not args.briefings:
+        raise InputError("give --dataset FILE, --annotations NAMES or --briefings")
     references = references or [DEFAULT_REFERENCES]
     out = args.out or Path("runs") / datetime.now().strftime("%Y%m%d-%H%M%S")
     started = time.perf_counter()
+    if args.briefings:
+        from eval.briefing import write_briefing_eval
+
+        write_briefing_eval(args.briefings, data_dir=args.data_dir, out=out)
+        if not datasets:
+            print(f"wrote {out / 'briefings.json'} and {out / 'briefings.md'}")
+            return 0
     results = run_eval(
         references=references,
         dataset=datasets,

@@ -35,6 +35,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -43,22 +44,40 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
+from service.briefing import MAX_ARTICLES, MIN_ARTICLES, briefing_from, source_articles
 from service.cache import CachedPipeline, ResultCache
-from service.errors import Cancelled, InputError, ModelError, StandpointError
+from service.errors import Cancelled, InputError, ModelError, StandpointError, printable
+from service.inputs import parse_article
 from service.pipeline import Outcome, Pipeline, build_pipeline
 from service.resources import seeds_dir
-from service.schemas import Article, Result
+from service.schemas import Article, Briefing, Result, SourceArticle
 from service.settings import Settings, add_pipeline_arguments, get_settings, settings_from_args
 
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+SWAGGER_UI_DIR = Path(str(swagger_ui_path))  # Swagger UI's files, shipped by swagger-ui-bundle-v2
 SEEDS_DIR = seeds_dir()
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+# Every response: no MIME sniffing, no framing, and scripts and styles only from this server's
+# own files (the page and /docs have nothing inline; Swagger UI's icons are data: images).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    b"content-security-policy": CSP.encode(),
+    b"x-content-type-options": b"nosniff",
+    b"x-frame-options": b"DENY",
+    b"referrer-policy": b"no-referrer",
+}
 
 
 # Errors that only exist at the HTTP edge ----------------------------------------------------
@@ -110,7 +129,9 @@ class SummarizeResponse(Result):
 class BatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    articles: list[SummarizeRequest] = Field(
+    # Each article is checked on its own (service.inputs.parse_article, in the route), so a
+    # bad one gets its own error row instead of failing the request.
+    articles: list[SkipValidation[SummarizeRequest]] = Field(
         min_length=1, description="Articles, answered in order (at most max_batch_articles)."
     )
 
@@ -583,15 +604,18 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-# The edge: body limit, request metrics, last-resort 500 --------------------------------------
+# The edge: body limit, HEAD, security headers, request metrics, last-resort 500 ---------------
 def _error_json(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        {"error": {"status": status, "message": message}}, status_code=status, headers=headers
+        {"error": {"status": status, "message": printable(message)}},
+        status_code=status,
+        headers=headers,
     )
 
 
 class EdgeMiddleware:
-    """Outermost layer: refuses bodies over the limit, counts requests, turns crashes into 500s."""
+    """Outermost layer: refuses bodies over the limit, answers HEAD as GET without the body,
+    adds the security headers, counts requests, and turns crashes into 500s."""
 
     def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
         self.app = app
@@ -605,12 +629,22 @@ class EdgeMiddleware:
         started = time.perf_counter()
         status = 500
         response_started = False
+        method = scope["method"]
+        if method == "HEAD":  # every GET route answers HEAD too (the routes declare only GET)
+            scope["method"] = "GET"
 
         async def send_counted(message: Message) -> None:
             nonlocal status, response_started
             if message["type"] == "http.response.start":
                 status = message["status"]
                 response_started = True
+                present = {name.lower() for name, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in SECURITY_HEADERS.items() if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            elif message["type"] == "http.response.body" and method == "HEAD":
+                if message.get("more_body", False):
+                    return
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
             await send(message)
 
         try:
@@ -621,14 +655,14 @@ class EdgeMiddleware:
             else:
                 await self.app(scope, replay, send_counted)
         except Exception:
-            logger.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            logger.exception("unhandled error in %s %s", method, scope["path"])
             if not response_started:
                 crash = _error_json(500, "internal server error; it has been logged")
                 await crash(scope, receive, send_counted)
         finally:
             route = scope.get("route")
             label = getattr(route, "path", "unmatched")
-            self.metrics.requests.labels(label, scope["method"], str(status)).inc()
+            self.metrics.requests.labels(label, method, str(status)).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - started)
 
     async def _read_body(self, scope: Scope, receive: Receive) -> Receive | None:
@@ -673,6 +707,14 @@ def check_api_key(
         raise UnauthorizedError("missing or wrong API key; send Authorization: Bearer <key>")
 
 
+def check_metrics_key(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    if request.app.state.settings.metrics_require_key:
+        check_api_key(request, credentials)
+
+
 def get_batcher(request: Request) -> Batcher:
     batcher: Batcher = request.app.state.batcher
     return batcher
@@ -692,6 +734,14 @@ def read_seeds(folder: Path = SEEDS_DIR) -> list[Seed]:
     return [
         Seed(id=p.stem, text=p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.txt"))
     ]
+
+
+def _checked(item: Any) -> Article | InputError:
+    """One article of a batch request, checked on its own: a bad one is its own error row."""
+    try:
+        return parse_article(item)
+    except InputError as exc:
+        return exc
 
 
 def _outcome(outcome: Outcome) -> BatchOk | BatchFailed:
@@ -747,17 +797,27 @@ def _api_router(seeds: list[Seed]) -> APIRouter:
                 f"{len(body.articles)} articles; the limit is {settings.max_batch_articles} "
                 "(STANDPOINT_MAX_BATCH_ARTICLES)"
             )
-        outcomes = await batcher.submit(body.articles, request=request)
-        return BatchResponse(results=[_outcome(o) for o in outcomes])
+        checked = [_checked(item) for item in body.articles]
+        valid = [a for a in checked if isinstance(a, Article)]
+        answers = iter(await batcher.submit(valid, request=request) if valid else [])
+        return BatchResponse(
+            results=[_outcome(a if isinstance(a, InputError) else next(answers)) for a in checked]
+        )
 
     @router.get("/v1/seeds", tags=["seeds"])
     async def list_seeds() -> list[Seed]:
         """The seed articles standpoint was built from, for trying it out."""
         return seeds
 
+    return router
+
+
+def _metrics_router() -> APIRouter:
+    router = APIRouter(dependencies=[Depends(check_metrics_key)], responses=ERROR_RESPONSES)
+
     @router.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request) -> Response:
-        """Prometheus metrics."""
+        """Prometheus metrics (needs the API key unless STANDPOINT_METRICS_REQUIRE_KEY=false)."""
         request.app.state.metrics.queue_depth.set(request.app.state.batcher.depth)
         return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
@@ -783,6 +843,63 @@ def _open_router() -> APIRouter:
     async def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    @router.get("/docs", include_in_schema=False)
+    async def docs() -> FileResponse:
+        """Swagger UI, from the package's own copy (it works offline)."""
+        return FileResponse(STATIC_DIR / "docs.html")
+
+    return router
+
+
+# Briefings: several reports of one event (service.briefing) -------------------------------
+class BriefingRequest(BaseModel):
+    """2-20 reports of one event, each an article with an optional ``outlet`` and ``title``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    articles: list[SourceArticle] = Field(
+        min_length=MIN_ARTICLES,
+        max_length=MAX_ARTICLES,
+        description="The reports (at most max_batch_articles too); each is summarized and "
+        "extracted like /v1/summaries, then their items are merged.",
+    )
+
+
+class BriefingResponse(Briefing):
+    """Merged items with every source's quote (``text[start:end] == quote`` in that article's
+    ``text``), what differs across articles, a combined summary, and the articles that failed."""
+
+
+def _briefing_router(seeds: list[Seed]) -> APIRouter:
+    examples: dict[str, Any] = {
+        "seeds": {
+            "summary": "the two seed reports of one press conference",
+            "value": {"articles": [{"id": s.id, "text": s.text} for s in seeds]},
+        }
+    }
+    router = APIRouter(dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
+
+    @router.post("/v1/briefings", response_model=BriefingResponse, tags=["briefings"])
+    async def create_briefing(
+        body: Annotated[BriefingRequest, Body(openapi_examples=examples)],
+        request: Request,
+        batcher: BatcherDep,
+        settings: SettingsDep,
+    ) -> Briefing:
+        """Brief several reports of one event: who demanded what, with which conditions, and
+        which articles carried it. Articles that fail are listed in ``failed``; the rest are
+        still briefed."""
+        if len(body.articles) > settings.max_batch_articles:
+            raise InputError(
+                f"{len(body.articles)} articles; the limit is {settings.max_batch_articles} "
+                "(STANDPOINT_MAX_BATCH_ARTICLES)"
+            )
+        sources, failed = source_articles(body.articles)
+        outcomes = await batcher.submit(sources, request=request)
+        briefing = await asyncio.to_thread(briefing_from, sources, outcomes)
+        briefing.failed = failed + briefing.failed
+        return briefing
+
     return router
 
 
@@ -801,6 +918,8 @@ async def _standpoint_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    if hint := _content_type_hint(request):  # the body was never read as JSON
+        return _error_json(422, hint)
     problems = []
     for err in exc.errors()[:5]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
@@ -808,9 +927,33 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return _error_json(422, "; ".join(problems) or "invalid request")
 
 
+def _content_type_hint(request: Request) -> str | None:
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return None
+    content_type = request.headers.get("content-type")
+    media = (content_type or "").split(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    if kind == "application" and (subtype == "json" or subtype.endswith("+json")):
+        return None
+    got = f"Content-Type: {content_type}" if content_type else "no Content-Type"
+    return (
+        f"the body must be JSON sent with Content-Type: application/json (this request has {got})"
+    )
+
+
+# Why FastAPI could not read a JSON body (its 400 says only "There was an error parsing the body").
+BODY_ERRORS: dict[type[Exception], str] = {
+    RecursionError: "the JSON body is nested too deeply to read",
+    UnicodeDecodeError: "the JSON body is not UTF-8",
+}
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return _error_json(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+    message = str(exc.detail)
+    if exc.status_code == 400 and isinstance(exc.__cause__, tuple(BODY_ERRORS)):
+        message = next(m for t, m in BODY_ERRORS.items() if isinstance(exc.__cause__, t))
+    return _error_json(exc.status_code, message, dict(exc.headers or {}))
 
 
 # The app ------------------------------------------------------------------------------------
@@ -846,12 +989,18 @@ def create_app(
         version="0.1.0",
         summary="Faithful news summaries, demands and positions with verbatim quotes.",
         lifespan=lifespan,
+        docs_url=None,  # served below from the package's copy of Swagger UI, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.batcher = batcher
     app.include_router(_api_router(read_seeds()))
+    app.include_router(_metrics_router())
+    app.include_router(_briefing_router(read_seeds()))
     app.include_router(_open_router())
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StandpointError, _standpoint_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -9,19 +9,39 @@ from dataclasses import dataclass
 import trafilatura
 
 from service.errors import InputError
+from service.lexicon import SPEECH_VERBS, alternation
 from service.schemas import Article
 
-# Page furniture that scrapers leave inside or between paragraphs.
-_JUNK_PHRASES = re.compile(
-    r"Open Modal|Loading\.\.\.|Loading…|Recommended (?:Posts|Stories|Articles)|"
+# A sentence with a reporting verb (the lexicon's list) is reported speech, never furniture.
+REPORTING_VERBS = alternation(SPEECH_VERBS)
+_REPORTED = re.compile(rf"\b(?:{REPORTING_VERBS}|according to)\b", re.IGNORECASE)
+
+# Page furniture that scrapers leave inside or between paragraphs. A phrase is cut only where
+# it cannot belong to a sentence: at the start of a line or right after a sentence's end, and
+# not followed by a lower-case word ("Advertisement revenue fell" stays).
+_JUNK_PHRASE = re.compile(
+    r"(?:^|(?<=[.!?…”’\"')\]]))[ \t]*"
+    r"(Open Modal|Loading\.\.\.|Loading…|Recommended (?:Posts|Stories|Articles)|"
     r"Skip to (?:main )?content|Advertisement|ADVERTISEMENT|Read more:?|Share this article|"
-    r"Sign up for our newsletter",
+    r"Sign up for our newsletter)"
+    r"(?![ \t]*[a-z])",
 )
-_JUNK_LINE = re.compile(
-    r"^(?:Copyright\b.*|©.*|.*\bAll rights reserved\.?|.*\bcontributed to this report\.?|"
-    r"(?:Photo|Image|Picture)(?: credit)?:.*|.*(?:Getty Images|AFP|AP Photo|Reuters(?: Photo)?)"
-    r"|Share|Tweet|Email|Print|Comments?)$",
+# Whole sentences that are furniture: copyright and contributor lines, photo captions' credits,
+# share buttons. Only the sentence goes, never the rest of its line or paragraph.
+_JUNK_SENTENCE = re.compile(
+    r"Copyright\s*(?:©|\(c\)|\d{4}).*|©.*|(?:.*\s)?All rights reserved\.?|"
+    r".*\bcontributed to this report\.?|(?:Photo|Image|Picture)s?(?: credit)?:.*|"
+    r"Share|Tweet|Email|Print|Comments?",
     re.IGNORECASE,
+)
+# A picture credit: capitalised names around an agency ("Contributor/Getty Images",
+# "REUTERS/Gleb Garanich", "(AP Photo/Evan Vucci)", "AFP via Getty Images").
+_AGENCY = r"(?:Getty Images|AFP|AP Photo|AP|REUTERS|Reuters(?: Photo)?|EPA|Shutterstock)"
+_NAME_WORD = r"[A-Z][\w.'’-]*"
+_CREDIT = re.compile(
+    rf"\(?(?:(?:Photo|Image|Picture)s?(?: credit)?:? ?)?(?:by )?"
+    rf"(?:{_NAME_WORD}(?: |/ ?))*{_AGENCY}"
+    rf"(?:(?: ?/ ?| via ){_NAME_WORD}(?: {_NAME_WORD})*)*\)?"
 )
 # A lone token such as an image slug ("vladimir20putin309713").
 _SLUG_LINE = re.compile(r"^(?=.*\d)[\w./-]{6,}$")
@@ -72,6 +92,7 @@ _ABBREVIATIONS = {
 }
 _OPENERS = "“‘"
 _CLOSERS = "”’"
+_LAST_TOKEN = re.compile(r"([\w.]+)$")
 
 
 @dataclass(frozen=True)
@@ -87,7 +108,7 @@ def clean_article(article: Article, *, max_chars: int) -> tuple[str, list[str]]:
     """Cleaned text and a list of what was removed. Raises InputError on unusable input."""
     raw = _html_to_text(article.html) if article.html is not None else article.text or ""
     _reject_binary(raw)
-    text, removed = _strip_junk(raw)
+    text, removed = strip_junk(raw)
     if not text.strip():
         raise InputError("the article has no text", article_id=article.id)
     if len(text) > max_chars:
@@ -123,20 +144,54 @@ def _reject_binary(raw: str) -> None:
         raise InputError("the input looks binary (too many control characters)")
 
 
-def _strip_junk(raw: str) -> tuple[str, list[str]]:
+def strip_junk(raw: str) -> tuple[str, list[str]]:
+    """The text without page furniture, and each removed piece in order.
+
+    Only the junk span goes (a phrase, a sentence, a credit, a slug line); the kept text and
+    the removed pieces together hold every non-space character of the (NFC) input.
+    """
     text = unicodedata.normalize("NFC", raw).replace("\r\n", "\n").replace("\r", "\n")
     removed: list[str] = []
     lines = []
     for line in text.split("\n"):
-        removed += _JUNK_PHRASES.findall(line)
-        kept = _JUNK_PHRASES.sub("", line)
-        kept = re.sub(r"[ \t\u00a0]+", " ", kept).strip()
-        if kept and (_JUNK_LINE.match(kept) or _SLUG_LINE.match(kept)):
-            removed.append(kept)
+        line = _cut_phrases(line, removed)
+        line = re.sub(r"[ \t\u00a0]+", " ", line).strip()
+        if _SLUG_LINE.match(line):
+            removed.append(line)
             continue
-        lines.append(kept)
+        kept = _cut_sentences(line, removed)
+        if kept or not line:  # a line that was all furniture leaves no empty paragraph
+            lines.append(kept)
     cleaned = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     return cleaned, removed
+
+
+def _cut_phrases(line: str, removed: list[str]) -> str:
+    while match := _JUNK_PHRASE.search(line):  # cutting one can expose the next
+        removed.append(match.group(1))
+        line = line[: match.start(1)] + line[match.end(1) :]
+    return line
+
+
+def _cut_sentences(line: str, removed: list[str]) -> str:
+    """The line without its furniture sentences; neighbouring ones are removed as one piece."""
+    spans = [(a, b) for a, b in _split_line(line) if _is_junk(line[a:b])]
+    merged: list[tuple[int, int]] = []
+    for a, b in spans:
+        if merged and not line[merged[-1][1] : a].strip():
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    removed += [line[a:b] for a, b in merged]
+    for a, b in reversed(merged):
+        line = line[:a] + line[b:]
+    return re.sub(r" {2,}", " ", line).strip()
+
+
+def _is_junk(sentence: str) -> bool:
+    if _REPORTED.search(sentence):
+        return False
+    return bool(_JUNK_SENTENCE.fullmatch(sentence) or _CREDIT.fullmatch(sentence))
 
 
 def split_sentences(text: str) -> list[Sentence]:
@@ -165,14 +220,13 @@ def _split_line(line: str) -> list[tuple[int, int]]:
             depth -= 1
         elif c == '"':
             straight_open = not straight_open
-        rest = line[i + 1 :]
-        run = rest[: len(rest) - len(rest.lstrip('”’")'))]  # closers right after the stop
-        inside = depth - run.count("”") > 0 or (straight_open and '"' not in run)
-        if c in ".!?…" and _is_boundary(line, i, inside=inside):
+        if c in ".!?…":
             end = i + 1
             while end < len(line) and line[end] in '”’")':
                 end += 1
-            if end < len(line) and line[end] == " ":
+            run = line[i + 1 : end]  # closers right after the stop
+            inside = depth - run.count("”") > 0 or (straight_open and '"' not in run)
+            if end < len(line) and line[end] == " " and _is_boundary(line, i, end, inside=inside):
                 spans.append((start, end))
                 start = end + 1
                 depth, straight_open = 0, False
@@ -183,19 +237,23 @@ def _split_line(line: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _is_boundary(line: str, i: int, *, inside: bool) -> bool:
-    after = line[i + 1 :].lstrip('”’")')
-    if not after.startswith(" "):
-        return False
-    following = after.lstrip()
+def _is_boundary(line: str, i: int, end: int, *, inside: bool) -> bool:
+    """Whether the stop at ``i`` (closers up to ``end``, then a space) ends a sentence.
+
+    Looks only at a few characters on either side, so splitting a line stays linear.
+    """
+    after = end
+    while after < len(line) and line[after].isspace():
+        after += 1
+    following = line[after : after + 1]
     if not following or not (
-        following[0].isupper() or following[0] in _OPENERS + '"' or following[0].isdigit()
+        following.isupper() or following in _OPENERS + '"' or following.isdigit()
     ):
         return False
     if inside and len(line) < 2000:
         return False
     if line[i] == ".":
-        word = re.search(r"([\w.]+)$", line[:i])
+        word = _LAST_TOKEN.search(line, max(0, i - 64), i)
         if word:
             token = word.group(1).lower()
             if token in _ABBREVIATIONS or (len(token) == 1 and token.isalpha()):

@@ -2,7 +2,9 @@
 
 The output holds one line per input id: a Result, or ``{"id", "error": {"message", "kind"}}``.
 Lines are appended in input order and flushed; each batch is fsync'd, so a kill loses at most
-the batch in flight. A rerun skips the ids already written and retries the error rows.
+the batch in flight. A rerun skips the ids already written, retries the error rows, sets aside
+lines that are not output rows, and puts the rows back in input order. Rows are read and
+checked by ``service.inputs``, the same as every other door.
 Nothing here imports torch: the model is loaded by ``service.model`` only when a stage needs it.
 """
 
@@ -10,43 +12,29 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
+import hashlib
 import json
 import logging
+import multiprocessing
+import multiprocessing.connection
 import os
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 from service.cache import CachedPipeline, ResultCache
-from service.errors import StandpointError
+from service.errors import StandpointError, printable
+from service.inputs import HTML_SUFFIXES, JSONL_SUFFIXES, TEXT_SUFFIXES, Row, input_files, read_rows
 from service.pipeline import Pipeline, build_pipeline
 from service.schemas import Article, Result
 from service.settings import Settings, add_pipeline_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
-
-TEXT_SUFFIXES = {".txt", ".text", ".md"}
-HTML_SUFFIXES = {".html", ".htm"}
-JSONL_SUFFIXES = {".jsonl", ".ndjson"}
-# A raw file or line over this many times STANDPOINT_MAX_CHARS is refused unread (HTML pages
-# are much longer than their text, so the text limit itself is checked after cleaning).
-RAW_LIMIT_FACTOR = 50
-
-
-@dataclass
-class Row:
-    """One input article, or the reason it could not be read (then ``article`` is None)."""
-
-    id: str
-    where: str
-    article: dict[str, Any] | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -54,108 +42,43 @@ class Outcome:
     """What one batch produced: output lines in input order, and counts for the summary."""
 
     lines: list[str] = field(default_factory=list)
+    ok: list[bool] = field(default_factory=list)  # per line: a Result (not an error row)
     failed: int = 0
     cache_hits: int = 0
     generated_tokens: int = 0
 
 
-# Reading ------------------------------------------------------------------------------------
-def read_rows(spec: str, *, max_chars: int) -> Iterator[Row]:
-    """Rows from a JSONL file, a .txt/.html file, a folder of them, or a glob, in stable order.
-
-    Never raises for one bad file or line: that row carries an ``error`` instead.
-    """
-    path = Path(spec)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.is_file() and _readable(p))
-        if not files:
-            raise StandpointError(f"{spec}: no .txt, .html or .jsonl files in this folder")
-    elif path.is_file():
-        files = [path]
-    else:
-        files = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file())
-        if not files:
-            raise StandpointError(
-                f"{spec}: no such file or folder, and no file matches it as a glob"
-            )
-    for file in files:
-        if file.suffix.lower() in JSONL_SUFFIXES:
-            yield from _jsonl_rows(file, max_chars=max_chars)
-        else:
-            yield _file_row(file, max_chars=max_chars)
-
-
-def _readable(path: Path) -> bool:
-    return path.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES
-
-
-def _file_row(path: Path, *, max_chars: int) -> Row:
-    row = Row(id=path.stem, where=str(path))
-    data = path.read_bytes()
-    if len(data) > RAW_LIMIT_FACTOR * max_chars:
-        row.error = f"the file has {len(data)} bytes; too long (STANDPOINT_MAX_CHARS={max_chars})"
-    elif b"\x00" in data[:8192]:
-        row.error = "looks like a binary file, not text or HTML"
-    else:
-        try:
-            content = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            row.error = f"not UTF-8 text ({exc.reason} at byte {exc.start})"
-        else:
-            key = "html" if path.suffix.lower() in HTML_SUFFIXES else "text"
-            row.article = {"id": row.id, key: content}
-    return row
-
-
-def _jsonl_rows(path: Path, *, max_chars: int) -> Iterator[Row]:
-    with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue  # blank lines are not rows
-            yield _jsonl_row(raw, where=f"{path.name}:{number}", max_chars=max_chars)
-
-
-def _jsonl_row(raw: bytes, *, where: str, max_chars: int) -> Row:
-    row = Row(id=where, where=where)
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        row.error = f"not UTF-8 ({exc.reason} at byte {exc.start})"
-        with contextlib.suppress(ValueError):  # keep its id if it has one
-            data = json.loads(raw.decode("utf-8", "replace"))
-            if isinstance(data, dict) and _valid_id(data.get("id")):
-                row.id = str(data["id"])
-        return row
-    except json.JSONDecodeError as exc:
-        row.error = f"invalid JSON ({exc.msg} at column {exc.colno})"
-        return row
-    if not isinstance(data, dict):
-        row.error = "each line must be a JSON object"
-        return row
-    given = data.get("id")
-    if _valid_id(given):
-        row.id = str(given)
-    elif given is not None:
-        row.error = f"'id' must be a non-empty string or an integer, not {given!r}"
-        return row
-    if len(raw) > RAW_LIMIT_FACTOR * max_chars:
-        row.error = f"the line has {len(raw)} bytes; too long (STANDPOINT_MAX_CHARS={max_chars})"
-        return row
-    row.article = {k: data[k] for k in ("text", "html", "options") if k in data}
-    row.article["id"] = row.id
-    return row
-
-
-def _valid_id(value: Any) -> bool:
-    return isinstance(value, str | int) and not isinstance(value, bool) and bool(str(value).strip())
-
-
 # Output file --------------------------------------------------------------------------------
+def check_output(output: Path, spec: str) -> None:
+    """Refuses an output that is a folder, or that is (or on a rerun would be) an input."""
+    if output.is_dir():
+        raise StandpointError(f"{output}: is a folder; -o takes the JSONL file to write")
+    inputs = input_files(spec)
+    rerun_reads_it = (
+        Path(spec).is_dir()
+        and _same_file(output.parent, Path(spec))
+        and output.suffix.lower() in TEXT_SUFFIXES | HTML_SUFFIXES | JSONL_SUFFIXES
+    )
+    if rerun_reads_it or any(_same_file(output, f) for f in inputs):
+        raise StandpointError(
+            f"{output}: is also an input ({spec}); write the results to another file"
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
 def prepare_output(path: Path, *, retry_errors: bool) -> set[str]:
     """Ids already answered in ``path``; repairs what an interrupted run left.
 
-    A trailing partial line (a kill mid-write) is truncated. With ``retry_errors`` the error
-    rows are removed (the file is rewritten atomically) so their ids run again.
+    A trailing partial line (a kill mid-write) is truncated. A line that is not an output row
+    (damaged, or written by something else) is moved to ``<path>.damaged`` so its id runs
+    again. With ``retry_errors`` the error rows are removed so their ids run again. The file
+    is rewritten atomically.
     """
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -175,25 +98,66 @@ def prepare_output(path: Path, *, retry_errors: bool) -> set[str]:
         data = data[:keep]
     done: set[str] = set()
     kept: list[bytes] = []
+    damaged: list[bytes] = []
     errors = 0
+    aside = path.with_name(path.name + ".damaged")
     for number, line in enumerate(data.splitlines(keepends=True), 1):
-        try:
-            row = json.loads(line)
-            row_id = str(row["id"])
-        except (ValueError, KeyError, TypeError):
-            logger.warning("%s:%d: not an output row; kept as is and ignored", path, number)
-            kept.append(line)
+        row = _output_row(line)
+        if row is None:
+            logger.warning("%s:%d: not an output row; moved to %s", path, number, aside)
+            damaged.append(line)
             continue
         if "error" in row:
             errors += 1
             if retry_errors:
                 continue
-        done.add(row_id)
+        done.add(row["id"])
         kept.append(line)
+    if damaged:
+        with aside.open("ab") as f:
+            f.write(b"".join(damaged))
+            f.flush()
+            os.fsync(f.fileno())
     if errors and retry_errors:
         logger.warning("%s: retrying %d error rows from the last run", path, errors)
+    if damaged or (errors and retry_errors):
         _replace(path, b"".join(kept))
     return done
+
+
+def _output_row(line: bytes) -> dict[str, Any] | None:
+    """An output row (a Result or an error row, with a string id), or None if the line is not
+    one."""
+    try:
+        row = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+        return None
+    if not ("error" in row or {"text", "summary", "meta"} <= row.keys()):
+        return None
+    return row
+
+
+def _row_id(line: bytes) -> str | None:
+    row = _output_row(line)
+    return None if row is None else str(row["id"])
+
+
+def put_in_input_order(path: Path, order: Sequence[str]) -> None:
+    """Rewrites ``path`` (atomically) if this input's rows are not in input order, as after a
+    resumed run filled in retried or set-aside ids. Other lines keep their places."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    rank = {row_id: i for i, row_id in enumerate(order)}
+    ranks = [rank.get(_row_id(line) or "", -1) for line in lines]
+    slots = [i for i, r in enumerate(ranks) if r >= 0]
+    mine = sorted(slots, key=lambda i: ranks[i])
+    if mine == slots:
+        return
+    reordered = list(lines)
+    for slot, i in zip(slots, mine, strict=True):
+        reordered[slot] = lines[i]
+    _replace(path, b"".join(reordered))
 
 
 def _replace(path: Path, content: bytes) -> None:
@@ -207,9 +171,18 @@ def _replace(path: Path, content: bytes) -> None:
 
 def _append(out: Any, line: str) -> None:
     """One whole line in one unbuffered write (looping only if the OS writes less)."""
-    data = memoryview((line + "\n").encode())
+    data = memoryview((line + "\n").encode("utf-8", "backslashreplace"))
     while data:
         data = data[out.write(data) :]
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An output file that cannot be read or written is one readable line, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise StandpointError(f"{path}: cannot write the output ({exc.strerror or exc})") from exc
 
 
 def error_line(row_id: str | None, *, message: str, kind: str) -> str:
@@ -219,7 +192,10 @@ def error_line(row_id: str | None, *, message: str, kind: str) -> str:
 
 # Running ------------------------------------------------------------------------------------
 def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | None) -> Outcome:
-    """One pipeline call over the readable rows; output lines for all rows, in order."""
+    """One pipeline call over the readable rows; output lines for all rows, in order.
+
+    The pipeline answers each article on its own (an error in place of a failed one).
+    """
     outcome = Outcome()
     articles: list[Article | dict[str, Any]] = [r.article for r in rows if r.article is not None]
 
@@ -232,37 +208,27 @@ def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | No
     runner: Pipeline | CachedPipeline = pipeline
     if cache is not None:
         runner = CachedPipeline(pipeline, cache, on_hit=count_hit, on_miss=count_fresh)
-    try:
-        results: list[Any] = runner.run(articles)
-    except Exception:  # a bug in one article must not sink its batch: retry one by one
-        logger.exception("a batch failed; running its articles one at a time")
-        results = [_run_one(runner, a) for a in articles]
-    answers = iter(results)
+    answers = iter(runner.run(articles))
     for row in rows:
         if row.article is None:
             outcome.failed += 1
+            outcome.ok.append(False)
             outcome.lines.append(
                 error_line(row.id, message=f"{row.where}: {row.error}", kind="InputError")
             )
             continue
         result = next(answers)
-        if isinstance(result, BaseException):
+        outcome.ok.append(isinstance(result, Result))
+        if isinstance(result, StandpointError):
             outcome.failed += 1
-            message = getattr(result, "message", None) or f"{type(result).__name__}: {result}"
-            outcome.lines.append(error_line(row.id, message=message, kind=type(result).__name__))
+            outcome.lines.append(
+                error_line(row.id, message=result.message, kind=type(result).__name__)
+            )
             continue
         if cache is None:
             count_fresh(result)
         outcome.lines.append(result.model_dump_json())
     return outcome
-
-
-def _run_one(runner: Pipeline | CachedPipeline, article: Article | dict[str, Any]) -> Any:
-    try:
-        return runner.run([article])[0]
-    except Exception as exc:
-        logger.exception("article failed")
-        return exc
 
 
 def summarize_many(
@@ -296,8 +262,23 @@ _worker: dict[str, Any] = {}
 
 
 def _init_worker(settings: Settings, load: bool, cache_path: Path | None) -> None:
+    _exit_with_parent()
     _worker["pipeline"] = build_pipeline(settings, load_model=load)
     _worker["cache"] = ResultCache(cache_path) if cache_path else None
+
+
+def _exit_with_parent() -> None:
+    """End this worker as soon as its parent ends, even by SIGKILL. Otherwise it would wait
+    for work forever, and keep multiprocessing's resource tracker running with it."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # ready when the parent is gone
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _run_in_worker(rows: list[Row]) -> Outcome:
@@ -323,7 +304,7 @@ def _outcomes(
     settings = settings.model_copy(update={"threads": settings.threads or max(1, cpus // workers)})
     with ProcessPoolExecutor(
         workers,
-        mp_context=get_context("spawn"),
+        mp_context=multiprocessing.get_context("spawn"),
         initializer=_init_worker,
         initargs=(settings, load, cache_path),
     ) as pool:
@@ -380,23 +361,14 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, "batch_size")
     cache_path = None if args.no_cache else (args.cache or settings.result_cache_path)
     started = time.perf_counter()
+    output: Path = args.output
 
-    done = prepare_output(args.output, retry_errors=args.retry_errors)
-    pending: list[Row] = []
-    seen: dict[str, str] = {}
-    skipped = duplicates = 0
-    for row in read_rows(args.input, max_chars=settings.max_chars):
-        if row.id in seen:
-            duplicates += 1
-            logger.warning(
-                "%s: duplicate id %r (first at %s); processed once", row.where, row.id, seen[row.id]
-            )
-            continue
-        seen[row.id] = row.where
-        if row.id in done:
-            skipped += 1
-        else:
-            pending.append(row)
+    check_output(output, args.input)
+    if cache_path is not None:
+        ResultCache(cache_path)  # one readable line now if it cannot be opened, not in a worker
+    with _writing(output):
+        done = prepare_output(output, retry_errors=args.retry_errors)
+    pending, order, counts = _plan(read_rows(args.input, max_chars=settings.max_chars), done)
 
     size = settings.batch_size
     batches = (pending[i : i + size] for i in range(0, len(pending), size))
@@ -409,7 +381,9 @@ def run(args: argparse.Namespace) -> int:
         dynamic_ncols=True,
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
     )
-    with args.output.open("ab", buffering=0) as out, bar:
+    with _writing(output):
+        out = output.open("ab", buffering=0)
+    with out, bar:
         for outcome in _outcomes(
             batches,
             workers=args.workers,
@@ -417,9 +391,10 @@ def run(args: argparse.Namespace) -> int:
             load=args.load_model,
             cache_path=cache_path,
         ):
-            for line in outcome.lines:
-                _append(out, line)
-            os.fsync(out.fileno())
+            with _writing(output):
+                for line in outcome.lines:
+                    _append(out, line)
+                os.fsync(out.fileno())
             finished += len(outcome.lines)
             failed += outcome.failed
             hits += outcome.cache_hits
@@ -427,12 +402,74 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(outcome.lines))
             minutes = (time.perf_counter() - started) / 60
             bar.set_postfix_str(f"{finished / minutes:.1f} articles/min", refresh=False)
+    if finished:  # only rows appended now can be out of input order
+        with _writing(output):
+            put_in_input_order(output, order)
 
     elapsed = time.perf_counter() - started
     print(
-        f"standpoint batch: {finished - failed} done ({hits} from cache), {skipped} skipped "
-        f"(already in output), {failed} failed, {duplicates} duplicate ids, {elapsed:.1f} s, "
-        f"{tokens / elapsed:.1f} generated tokens/s -> {args.output}",
+        f"standpoint batch: {finished - failed} done ({hits} from cache), {counts['skipped']} "
+        f"skipped (already in output), {failed} failed, {counts['duplicates']} duplicate ids "
+        f"({counts['renamed']} renamed), {elapsed:.1f} s, "
+        f"{tokens / elapsed:.1f} generated tokens/s -> {printable(str(output))}",
         file=sys.stderr,
     )
     return 2 if failed else 0
+
+
+def _plan(rows: Iterable[Row], done: set[str]) -> tuple[list[Row], list[str], dict[str, int]]:
+    """The rows to run, every id in input order, and counts (skipped, duplicates, renamed).
+
+    A repeated id with the same article is run once. A repeated id with another article is
+    never dropped: it runs under the derived id ``ID@FILE:LINE`` and a warning says so.
+    """
+    pending: list[Row] = []
+    order: list[str] = []
+    seen: dict[str, tuple[str, str]] = {}  # id -> (where, fingerprint of the article)
+    counts = {"skipped": 0, "duplicates": 0, "renamed": 0}
+    for row in rows:
+        mark = _fingerprint(row)
+        if row.id in seen:
+            first, first_mark = seen[row.id]
+            counts["duplicates"] += 1
+            if mark == first_mark:
+                logger.warning(
+                    "%s: duplicate id %r (first at %s), the same article; processed once",
+                    row.where,
+                    row.id,
+                    first,
+                )
+                continue
+            given, row = row.id, _renamed(row, seen)
+            counts["renamed"] += 1
+            logger.warning(
+                "%s: id %r is already used by %s for another article; written as %r",
+                row.where,
+                given,
+                first,
+                row.id,
+            )
+        seen[row.id] = (row.where, mark)
+        order.append(row.id)
+        if row.id in done:
+            counts["skipped"] += 1
+        else:
+            pending.append(row)
+    return pending, order, counts
+
+
+def _fingerprint(row: Row) -> str:
+    if row.article is None:
+        return f"error:{row.error}"
+    body = row.article.model_dump_json(exclude={"id"})
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _renamed(row: Row, seen: dict[str, tuple[str, str]]) -> Row:
+    new_id = f"{row.id}@{row.where}"
+    n = 1
+    while new_id in seen:
+        n += 1
+        new_id = f"{row.id}@{row.where}#{n}"
+    article = row.article.model_copy(update={"id": new_id}) if row.article else None
+    return Row(id=new_id, where=row.where, article=article, error=row.error)

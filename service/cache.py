@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -17,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from service.errors import StandpointError
 from service.schemas import Options, Result
 from service.stages import Work
 
 if TYPE_CHECKING:
     from service.pipeline import Outcome, Pipeline
     from service.schemas import Article
+
+logger = logging.getLogger(__name__)
 
 
 def cache_key(
@@ -40,21 +44,28 @@ def cache_key(
         sort_keys=True,
         ensure_ascii=False,
     )
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()  # never raises
 
 
 class ResultCache:
     """A key -> Result table. Safe to share between threads and between processes."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._local = threading.local()
-        with self._connect() as db:
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS results "
-                "(key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL NOT NULL)"
-            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS results "
+                    "(key TEXT PRIMARY KEY, result TEXT NOT NULL, created REAL NOT NULL)"
+                )
+        except (OSError, sqlite3.Error) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise StandpointError(
+                f"{path}: cannot open the result cache ({reason}); set STANDPOINT_CACHE_PATH "
+                "to a writable file, or run without the cache"
+            ) from exc
 
     def _connect(self) -> sqlite3.Connection:
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
@@ -119,15 +130,30 @@ class CachedPipeline:
         for i, work in enumerate(prepared):
             if isinstance(work, Work):
                 keys[i] = self.key(work)
-                hit = self.cache.get(keys[i])
+                hit = self._get(keys[i])
                 if hit is not None:
-                    answers[i] = hit = hit.model_copy(update={"id": work.article.id})
-                    self.on_hit(hit)
+                    answer = hit.model_copy(update={"id": work.article.id})
+                    answers[i] = answer
+                    self.on_hit(answer)
         todo = [i for i in range(len(prepared)) if i not in answers]
         fresh = self.pipeline.finish([prepared[i] for i in todo], cancel=cancel)
         for i, outcome in zip(todo, fresh, strict=True):
             answers[i] = outcome
             if isinstance(outcome, Result):
-                self.cache.put(keys[i], outcome)
+                self._put(keys[i], outcome)
                 self.on_miss(outcome)
         return [answers[i] for i in range(len(prepared))]
+
+    # A cache that cannot be read or written costs the cache, never an article's result.
+    def _get(self, key: str) -> Result | None:
+        try:
+            return self.cache.get(key)
+        except Exception:
+            logger.exception("reading the result cache failed; computing the result")
+            return None
+
+    def _put(self, key: str, result: Result) -> None:
+        try:
+            self.cache.put(key, result)
+        except Exception:
+            logger.exception("writing the result cache failed; the result is not cached")

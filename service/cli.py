@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import itertools
 import logging
 import sys
 import time
 
-from service.errors import StandpointError
-from service.inputs import read_inputs
+from service.errors import StandpointError, printable, shorten
+from service.inputs import read_paths
+from service.schemas import Result
 from service.settings import add_pipeline_arguments, settings_from_args
 
 logger = logging.getLogger(__name__)
@@ -28,25 +30,37 @@ PLUGGED = {
         "Summarize a JSONL file, folder or glob into a JSONL file, resumably.",
     ),
     "eval": ("eval.runner", "Run the eval benchmark and write results and a report."),
+    "brief": (
+        "service.briefing",
+        "Brief several reports of one event: merged items, what differs, combined summary.",
+    ),
+    "train": (
+        "service.training",
+        "Train the learned stages' heads from annotations; print a cross-validated report.",
+    ),
 }
 
 
 def _summarize(args: argparse.Namespace) -> int:
     from service.pipeline import build_pipeline
 
-    articles = list(read_inputs(args.paths))
-    pipeline = build_pipeline(settings_from_args(args), load_model=args.load_model)
-    failed = 0
+    settings = settings_from_args(args)
+    pipeline = build_pipeline(settings, load_model=args.load_model)
+    rows = read_paths(args.paths, max_chars=settings.max_chars)
+    failed = count = 0
     started = time.perf_counter()
-    for article, result in zip(
-        articles, pipeline.batch(articles, return_exceptions=True), strict=True
-    ):
-        if isinstance(result, StandpointError):
+    while chunk := list(itertools.islice(rows, settings.batch_size)):
+        results = iter(pipeline.run([r.article for r in chunk if r.article is not None]))
+        for row in chunk:
+            count += 1
+            result = next(results) if row.article is not None else None
+            if isinstance(result, Result):
+                print(result.model_dump_json(indent=2 if args.pretty else None), flush=True)
+                continue
             failed += 1
-            print(f"standpoint: {article.get('id')}: {result.message}", file=sys.stderr)
-            continue
-        print(result.model_dump_json(indent=2 if args.pretty else None))
-    logger.info("%d articles in %.1f s", len(articles), time.perf_counter() - started)
+            where, message = (row.id, result.message) if result else (row.where, row.error)
+            print(f"standpoint: {shorten(where, 240)}: {message}", file=sys.stderr, flush=True)
+    logger.info("%d articles in %.1f s", count, time.perf_counter() - started)
     return 2 if failed else 0
 
 
@@ -79,8 +93,13 @@ def main(argv: list[str] | None = None) -> int:
             return int(importlib.import_module(args.module).run(args))
         return int(args.handler(args))
     except StandpointError as exc:
-        print(f"standpoint: {exc.message}", file=sys.stderr)
+        print(f"standpoint: {printable(exc.message)}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:  # a file that cannot be read or written: one line, not a traceback
+        logger.debug("file error", exc_info=True)
+        where = f"{printable(str(exc.filename))}: " if exc.filename else ""
+        print(f"standpoint: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("standpoint: interrupted", file=sys.stderr)
         return 130

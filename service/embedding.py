@@ -36,8 +36,16 @@ def _embedding_model() -> Any:
     return SentenceTransformer(str(path), device="cpu", local_files_only=True)
 
 
-def embed(texts: Sequence[str]) -> np.ndarray:
-    """Unit-length embeddings, one row per text; each distinct text is encoded once a process."""
+def embed(texts: Sequence[str], *, remember: bool = True) -> np.ndarray:
+    """Unit-length embeddings, one row per text; each distinct text is encoded once a process
+    (``remember=False``: encoded now and not kept, for a server that sees endless texts)."""
+    if not remember:
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        vectors = _embedding_model().encode(
+            list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
+        )
+        return np.asarray(vectors, dtype=np.float32)
     missing = list(dict.fromkeys(t for t in texts if t not in _EMBEDDINGS))
     if missing:
         vectors = _embedding_model().encode(

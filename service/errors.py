@@ -24,6 +24,12 @@ class InputError(StandpointError):
     status_code = 422
 
 
+class SettingsError(StandpointError):
+    """A setting (a STANDPOINT_* variable, or the flag that overrides it) has a bad value."""
+
+    exit_code = 78  # EX_CONFIG in sysexits.h: a configuration error
+
+
 class ModelError(StandpointError):
     """The model could not be loaded or did not answer."""
 
@@ -38,8 +44,24 @@ class Cancelled(StandpointError):
     status_code = 499
 
 
+def shorten(text: object, limit: int = 60) -> str:
+    """``text`` for one line of a message: cut to ``limit`` characters, saying how long it was."""
+    text = str(text)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print or encode: a lone surrogate becomes its escape (``\\ud800``)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def first_error(exc: Any) -> str:
     """The first problem of a pydantic ``ValidationError`` as ``where: what``."""
     err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "input"
-    return f"{where}: {err.get('msg', 'invalid')}"
+    where = printable(".".join(str(p) for p in err.get("loc", ())))
+    if err.get("type") == "extra_forbidden":
+        return f"unknown field {where!r}"
+    message = printable(str(err.get("msg", "invalid"))).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message

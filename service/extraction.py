@@ -13,134 +13,63 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.article import Sentence
-from service.grounding import COMMON_CAPITALISED
+from service.lexicon import (
+    CALENDAR_WORDS,
+    CONDITION_PHRASES,
+    CONDITIONAL_CUES,
+    DEMAND_CUES,
+    HONORIFICS,
+    NEUTRAL_CUES,
+    NEWS_AGENCIES,
+    NOT_ACTORS,
+    NOT_NAMES,
+    OPPOSE_CUES,
+    REPORTING_VERBS,
+    ROLE_WORDS,
+    SPEECH_VERBS,
+    STANCE_VERBS,
+    SUPPORT_CUES,
+    TITLE_WORDS,
+    alternation,
+)
 from service.schemas import Demand, Position, Stance
 
-_REPORTING = (
-    r"said|says|say|stated|states|added|adds|told|tells|warned|warns|noted|notes|"
-    r"reiterated|repeated|insisted|insists|demanded|demands|urged|urges|called|calls|"
-    r"argued|argues|claimed|claims|declared|declares|stressed|stresses|wrote|writes|"
-    r"asked|asks|ruled|rules|rejected|rejects|accused|accuses|suggested|suggests|"
-    r"projected|alleged|alleging|announced|announces|acknowledged|confirmed|denied|"
-    r"welcomed|welcomes|praised|criticized|criticised|proposed|proposes|offered"
-)
-DEMAND_CUES = re.compile(
-    r"\b(demand(?:s|ed|ing)?|insist(?:s|ed|ing)?|call(?:s|ed|ing)? for|call(?:s|ed)? on|"
-    r"urg(?:e|es|ed|ing)|must|requir(?:e|es|ed|ing)|condition(?:s)?|ultimatum|"
-    r"wants?|wanted|press(?:es|ed)? for)\b",
-    re.IGNORECASE,
-)
-OPPOSE_CUES = re.compile(
-    r"\b(pointless|ruled out|rule out|rules out|reject(?:s|ed|ing)?|oppos(?:e|es|ed|ing)|"
-    r"refus(?:e|es|ed|ing)|won[’']t|will not|never|illegal|unacceptable|no trust|"
-    r"lacks? legitimacy|fake|denied|denies|criticiz(?:e|es|ed)|criticis(?:e|es|ed)|"
-    r"accus(?:e|es|ed))\b",
-    re.IGNORECASE,
-)
-SUPPORT_CUES = re.compile(
-    r"\b(ready|willing|welcom(?:e|es|ed)|support(?:s|ed)?|back(?:s|ed)|basis|agree(?:s|d)?|"
-    r"progress|positive|hopeful|optimistic|praised?|constructive|taking into account|"
-    r"open to|prepared to|commit(?:s|ted)? to)\b",
-    re.IGNORECASE,
-)
-CONDITIONAL_CUES = re.compile(
-    r"\b(if|unless|only (?:if|when|after)|provided(?: that)?|as long as|on condition|until|"
-    r"before any|in exchange for)\b",
-    re.IGNORECASE,
-)
-NEUTRAL_CUES = re.compile(
-    r"(neither confirm(?:s|ed)? nor den(?:y|ies|ied)|declined to comment|no comment|"
-    r"would not (?:say|comment))",
-    re.IGNORECASE,
-)
+_REPORTING = alternation(REPORTING_VERBS)
+_SPEECH = alternation(SPEECH_VERBS)
+# A speech or stance verb: where a sentence's subject ends.
+_SUBJECT_END = re.compile(rf"\b(?:{alternation(SPEECH_VERBS | STANCE_VERBS)})\b")
 _CONDITION_SPAN = re.compile(
-    r"\b(?:only if|if|unless|provided that|as long as|until|before any|before|"
-    r"in exchange for|on condition that)\b[^.;:!?,”\"]*",
-    re.IGNORECASE,
+    rf"\b(?:{alternation(CONDITION_PHRASES)})\b[^.;:!?,”\"]*", re.IGNORECASE
 )
 _QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"")
 # Capitalised name sequences, allowing "U.S.", "Zelenskyy", "Al Jazeera", "Abu Dhabi".
 _NAME = re.compile(
     r"(?:[A-Z][\w’'.-]*[\w.]|U\.S\.|U\.N\.)(?:\s+(?:of\s+|the\s+)?(?:[A-Z][\w’'.-]*[\w.]))*"
 )
-_TITLE_WORDS = {
-    "president",
-    "minister",
-    "secretary",
-    "spokesperson",
-    "spokesman",
-    "spokeswoman",
-    "envoy",
-    "aide",
-    "chancellor",
-    "prime",
-    "foreign",
-    "defence",
-    "defense",
-    "chief",
-    "leader",
-    "ambassador",
-    "adviser",
-    "advisor",
-    "general",
-    "head",
-    "official",
-    "negotiator",
-    "russian",
-    "ukrainian",
-    "american",
-    "u.s.",
-    "kremlin",
-    "top",
-    "special",
-    "deputy",
-    "senior",
-    "state",
-    "former",
-    "mr.",
-    "mrs.",
-    "ms.",
-    "dr.",
-}
-# Capitalised words that never name an actor: sentence openers, days, months, demonyms.
-_NOT_ACTORS = COMMON_CAPITALISED | {
-    "monday",
-    "tuesday",
-    "wednesday",
-    "thursday",
-    "friday",
-    "saturday",
-    "sunday",
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-    "actually",
-    "maybe",
-    "only",
-    "comments",
-    "russian",
-    "ukrainian",
-    "american",
-    "european",
-    "though",
-    "although",
-    "because",
-    "asked",
-    "reuters",
-    "kremlin",
-    "world",
-    "air",
-}
-_PRONOUNS = re.compile(r"^(?:He|She|They)\b|\b(?:he|she) (?:" + _REPORTING + r")\b")
+_PRONOUNS = re.compile(rf"^(?:He|She|They)\b|\b(?:he|she) (?:{_REPORTING})\b")
+# Words before a name that are not part of it: sentence openers, days and months, a
+# verb opening a sentence ("Asked about ...").
+_LEADING = NOT_NAMES | CALENDAR_WORDS | SPEECH_VERBS
+# Who is named right after a quotation: "“...,” said Jane Roe, ..." (the tail after the
+# verb), or "“...,” the foreign minister said" (up to six words before the verb).
+_SAID_AFTER_QUOTE = re.compile(
+    rf"[”\"],?\s+(?:{_REPORTING})\s+(?P<tail>(?:(?:the|a|an|one)\s|[A-Z])[^“\"]*)"
+)
+_SPEAKER_AFTER_QUOTE = re.compile(
+    r"[”\"],?\s+(?P<phrase>(?:(?:[Tt]he|[Aa]n?|[Hh]e|[Ss]he)\b|[A-Z])[\w’'.-]*"
+    rf"(?:\s+[\w’'.-]+){{0,5}}?)\s+(?:also\s+)?(?:{_REPORTING})\b"
+)
+# The subject of a reporting verb: up to seven words before it ("The European Commission
+# on Monday said", "Washington has repeatedly demanded").
+_SUBJECT_BEFORE_VERB = re.compile(
+    rf"^(?:[^“\"]*?\b)?(?P<phrase>(?:[Tt]he\s+)?[A-Z][\w’'.-]*(?:\s+[\w’'.-]+){{0,6}}?)\s+"
+    rf"(?:also\s+|on \w+\s+|has\s+|had\s+|again\s+)?(?:{_REPORTING})\b"
+)
+_ACCORDING_TO = re.compile(r"\b[Aa]ccording to\s+(?P<source>[^,;“”\"]+)")
+_APPOSITIVE = re.compile(r"^,\s+(?:the|a|an)\s+(?P<title>[^,]+),")
+_POSSESSIVE = re.compile(r"[’']s$")
+_CLAUSE_END = re.compile(r"[^\w’'.]$")  # "Moscow," or "(Reuters)" before a title ends it
+_DATELINE = re.compile(r"^[A-Z]{2,}[^-–—]*?\)\s*[-–—]\s*")  # "MOSCOW, Feb 10 (Reuters) -"
 
 
 @dataclass
@@ -154,139 +83,203 @@ class Candidate:
     stance: Stance
 
 
+def _bare(word: str) -> str:
+    """A word as the word lists hold it: lower case, without possessive or full stop."""
+    return _POSSESSIVE.sub("", word.strip(".,;:")).lower()
+
+
+def _split_title(words: list[str]) -> tuple[list[str], list[str]]:
+    """A capitalised sequence as (title, name): "Russian President Vladimir Putin" gives
+    (["Russian", "President"], ["Vladimir", "Putin"]), "Ukraine's Zelenskyy" gives
+    (["Ukraine's"], ["Zelenskyy"]). The title runs to the last title word, or owner, that
+    leaves a name after it; a title holds a role word or an honorific."""
+    for i in range(len(words) - 2, -1, -1):
+        if _POSSESSIVE.search(words[i]):
+            return words[: i + 1], words[i + 1 :]
+        if _bare(words[i]) in TITLE_WORDS:
+            if any(_bare(w) in ROLE_WORDS | HONORIFICS for w in words[: i + 1]):
+                return words[: i + 1], words[i + 1 :]
+            break
+    return [], words
+
+
+def _title_at_end(words: list[str]) -> list[str]:
+    """The words that end ``words`` and make a title: role words, the words that qualify
+    them, and the body or country they belong to ("former Russian President", "top Kremlin
+    aide", "the European Union's trade chief"). Empty unless the last word is a title word
+    and a role word is among them."""
+    start = len(words)
+    while start > 0:
+        word, bare = words[start - 1], _bare(words[start - 1])
+        is_title = bare in TITLE_WORDS
+        is_name = word[0].isupper() and bare not in _LEADING and not is_title
+        if start == len(words):
+            fits = is_title
+        elif any(_POSSESSIVE.search(w) for w in words[start:]):
+            fits = is_name  # before an owner ("Union's"), only the rest of its name
+        else:
+            fits = is_title or is_name or bool(_POSSESSIVE.search(word))
+        if not fits or _CLAUSE_END.search(word):
+            break
+        start -= 1
+    title = words[start:]
+    return title if any(_bare(w) in ROLE_WORDS for w in title) else []
+
+
+def _title_at_start(words: list[str]) -> list[str]:
+    """The description a phrase opens with, after an article: "the French leader" in "The
+    French leader made ...". Empty if a name follows it ("President Donald Trump"), since
+    then it is that name's title."""
+    start = 1 if words and words[0].lower() in {"the", "a", "an"} else 0
+    for end in range(start + 1, min(len(words), start + 5) + 1):
+        if _bare(words[end - 1]) in ROLE_WORDS:
+            if end < len(words) and words[end][:1].isupper():
+                return []
+            title = _title_at_end(words[:end])
+            return title if len(title) == end - start else []
+    return []
+
+
 @dataclass
 class ActorIndex:
     """The people and bodies an article names, with the titles it introduces them by."""
 
     full_names: dict[str, str] = field(default_factory=dict)  # surname -> full name
-    titles: dict[str, str] = field(default_factory=dict)  # full name -> title words
+    titles: dict[str, list[str]] = field(default_factory=dict)  # full name -> title words
 
     def canonical(self, name: str) -> str:
-        name = re.sub(r"[’']s$", "", name.strip())
+        name = _POSSESSIVE.sub("", name.strip())
         last = name.split()[-1] if name.split() else name
         if len(name.split()) == 1 and last in self.full_names:
             return self.full_names[last]
         return name
 
-    def by_description(self, description: str, last_speaker: str | None = None) -> str | None:
-        """The person a description such as "the Russian president" refers to: the last
-        speaker if it fits, else the first person introduced with that title."""
-        words = [w for w in description.lower().split() if w not in {"the", "a", "an"}]
-        if not words or not all(w in _TITLE_WORDS for w in words):
+    def by_description(self, words: list[str], last_speaker: str | None = None) -> str | None:
+        """The person a description such as "the Russian president" refers to: one whose
+        title holds all its words, at least one of them a role word; the last speaker if
+        they fit, else the first person introduced with such a title."""
+        if not any(w in ROLE_WORDS for w in words):
             return None
-        fits = [p for p, title in self.titles.items() if all(w in title.split() for w in words)]
+        fits = [p for p, title in self.titles.items() if set(words) <= set(title)]
         if last_speaker in fits:
             return last_speaker
         return fits[0] if fits else None
 
 
 def index_actors(text: str) -> ActorIndex:
+    """Full names by surname, and the title each person is introduced with: before the
+    name ("Kremlin spokesman Dmitry Peskov") or in an appositive ("Jane Roe, the union's
+    general secretary,")."""
     index = ActorIndex()
     for piece in re.split(r"(?<=[.!?”])\s+|\n", text):
         for match in _NAME.finditer(piece):
-            words = [re.sub(r"[’']s$", "", w) for w in match.group().split()]
+            lead, words = _split_title(match.group().split())
+            words = [_POSSESSIVE.sub("", w) for w in words]
             if words and words[-1].endswith(".") and words[-1].count(".") == 1:
                 words[-1] = words[-1][:-1]
-            lead = []
-            while words and words[0].lower().strip(".") in _TITLE_WORDS | {"u.s", "kremlin"}:
-                lead.append(words.pop(0))
-            if len(words) < 2 or words[0].lower() in _NOT_ACTORS:
+            if len(words) < 2 or _bare(words[0]) in NOT_ACTORS:
                 continue
             full = " ".join(words)
             index.full_names.setdefault(words[-1], full)
-            before: list[str] = []
-            for word in reversed(piece[: match.start()].split()):
-                if word.lower() not in _TITLE_WORDS:
-                    break
-                before.insert(0, word)
-            title = " ".join([*before, *lead]).lower()
+            title = _title_at_end([*piece[: match.start()].split(), *lead])
+            appositive = _APPOSITIVE.match(piece[match.end() :])
+            if not title and appositive:
+                title = _title_at_end(appositive.group("title").split())
             if title:
-                index.titles.setdefault(full, title)
+                index.titles.setdefault(full, [_bare(w) for w in title])
     return index
 
 
 def names_in(text: str, index: ActorIndex) -> list[str]:
+    """The actor names in ``text``, titles removed, surnames expanded to full names.
+
+    Demonyms, news agencies and days name no actor on their own, but a demonym can start a
+    name ("European Commission")."""
     found = []
     for match in _NAME.finditer(text):
-        words = [w for w in match.group().split() if w.lower().strip(".") not in _TITLE_WORDS]
-        while words and words[0].lower() in _NOT_ACTORS:
+        _, words = _split_title(match.group().split())
+        while words and _bare(words[0]) in _LEADING:
             words.pop(0)
-        if not words:
+        while words and _bare(words[-1]) in TITLE_WORDS:
+            words.pop()
+        if not words or all(_bare(w) in NOT_ACTORS for w in words):
+            continue
+        if _bare(words[0]) in NEWS_AGENCIES or _bare(" ".join(words)) in NEWS_AGENCIES:
             continue
         name = index.canonical(" ".join(words).rstrip("."))
-        if name.lower() not in _NOT_ACTORS and name not in found:
+        if name not in found:
             found.append(name)
     return found
 
 
 def attribute(sentence: str, index: ActorIndex, last_speaker: str | None) -> str | None:
-    """Who speaks in a sentence: named after a closing quote, as the subject of a reporting
-    verb, by the title the article introduced them with, or the last speaker for pronouns."""
-    reporting = rf"(?:{_REPORTING})"
-    after_quote = re.search(
-        rf"[”\"],?\s+(?:(?:{reporting})\s+)?([A-Z][^,.;”]*?)\s+(?:{reporting})\b", sentence
-    )
-    if after_quote:
-        return _resolve(after_quote.group(1), index, last_speaker)
-    said_name = re.search(
-        rf"[”\"],?\s+(?:{reporting})\s+([A-Z][\w’'.-]+(?:\s+[A-Z][\w’'.-]+)*)", sentence
-    )
-    if said_name:
-        return _resolve(said_name.group(1), index, last_speaker)
-    subject = re.search(
-        rf"^(?:[^“\"]*?\b)?((?:[Tt]he\s+)?[A-Z][\w’'.-]*(?:\s+[\w’'.-]+){{0,6}}?)\s+"
-        rf"(?:also\s+|on \w+\s+|has\s+|had\s+|again\s+)?(?:{reporting})\b",
-        sentence,
-    )
+    """Who speaks in a sentence.
+
+    In order: the speaker named right after a quotation ("“...,” said Jane Roe", "“...,”
+    the minister said"; no one for "“...,” said one delegate"); the subject of a reporting
+    verb; the last speaker, for a pronoun or a sentence that opens with a quotation; the
+    source after "according to"; the subject before the sentence's first speech or stance
+    verb. A description ("the Kremlin spokesman") is the person introduced with a title
+    holding all its words.
+    """
+    said = _SAID_AFTER_QUOTE.search(sentence)
+    if said:
+        return _resolve(said.group("tail"), index, last_speaker, first=True)
+    speaker = _SPEAKER_AFTER_QUOTE.search(sentence)
+    if speaker:
+        return _resolve(speaker.group("phrase"), index, last_speaker)
+    subject = _SUBJECT_BEFORE_VERB.search(sentence)
     if subject:
-        resolved = _resolve(subject.group(1), index, last_speaker)
+        resolved = _resolve(subject.group("phrase"), index, last_speaker)
         if resolved:
             return resolved
     if _PRONOUNS.search(sentence) or sentence.lstrip().startswith(("“", '"')):
         return last_speaker
+    according = _ACCORDING_TO.search(sentence)
+    if according:
+        return _resolve(according.group("source"), index, last_speaker, first=True)
     return _subject(sentence, index, last_speaker)
 
 
 def _subject(sentence: str, index: ActorIndex, last_speaker: str | None) -> str | None:
-    """The first name, or titled description, before the sentence's first cue verb."""
-    cue = re.search(
-        rf"\b(?:{_REPORTING}|wants?|refused|drove|set out|restated|underscored|accused)\b",
-        sentence,
-    )
-    if not cue:
+    """The subject before the sentence's first speech or stance verb, or refusal to
+    comment: the description the sentence opens with, else its first name ("Transport
+    Secretary Ian Wood refused ...", "Carla Mendes, ..., would neither confirm nor deny")."""
+    ends = [m.start() for m in (_SUBJECT_END.search(sentence), NEUTRAL_CUES.search(sentence)) if m]
+    if not ends:
         return None
-    head = sentence[: cue.start()]
-    head = re.sub(
-        r"^[A-Z]{2,}[^-–—]*?\)\s*[-–—]\s*", "", head
-    )  # dateline "MOSCOW, Feb 10 (Reuters) -"
-    names = names_in(head, index)
-    if names:
-        return names[0]
-    title = re.search(
-        r"(?:[Tt]he\s+)?((?:[\w.’']+\s+){0,3}(?:"
-        + "|".join(sorted(w for w in _TITLE_WORDS if w.isalpha()))
-        + r"))\b",
-        head,
-        re.IGNORECASE,
-    )
-    if title:
-        return index.by_description(
-            title.group(1).replace("’s", "").replace("'s", ""), last_speaker
-        )
-    return None
+    head = _DATELINE.sub("", sentence[: min(ends)])
+    return _resolve(head, index, last_speaker, first=True)
 
 
-def _resolve(phrase: str, index: ActorIndex, last_speaker: str | None) -> str | None:
-    phrase = phrase.strip()
-    if phrase in {"He", "She", "he", "she"}:
+def _resolve(
+    phrase: str, index: ActorIndex, last_speaker: str | None, *, first: bool = False
+) -> str | None:
+    """The actor a phrase names: the last speaker for "he" or "she"; for a description,
+    the person introduced with that title, else a body named in it ("the Kremlin
+    spokesman": the Kremlin); else a name in it. A phrase before a verb ends with its
+    subject (the last name); with ``first``, a phrase starts with it (the first name)."""
+    words = phrase.strip(" ,;:").split()
+    if [w.lower() for w in words] in (["he"], ["she"]):
         return last_speaker
-    names = names_in(phrase, index)
-    if names:
-        return names[-1]
-    described = index.by_description(phrase, last_speaker)
-    if described:
-        return described
-    return None
+    description = _title_at_start(words) if first else _title_at_end(words)
+    if description:
+        person = index.by_description([_bare(w) for w in description], last_speaker)
+        if person:
+            return person
+        words = description
+    names = names_in(" ".join(words), index)
+    if not names:
+        return None
+    return names[0] if first else names[-1]
+
+
+def opening_person(sentence: str, index: ActorIndex) -> str | None:
+    """The person a sentence opens with ("Health Secretary Laura Finch faced ..."), when
+    the article names them in full: whom a following "he" or "she" most likely means."""
+    opening = _NAME.match(sentence)
+    names = names_in(opening.group(), index) if opening else []
+    return names[0] if names and names[0] in index.full_names.values() else None
 
 
 def classify(text: str) -> tuple[str, Stance]:
@@ -314,7 +307,7 @@ def is_candidate(sentence: Sentence) -> bool:
     text = sentence.text
     return bool(
         _QUOTED.search(text)
-        or re.search(rf"\b(?:{_REPORTING})\b", text)
+        or re.search(rf"\b(?:{_SPEECH})\b", text)
         or DEMAND_CUES.search(text)
         or OPPOSE_CUES.search(text)
         or NEUTRAL_CUES.search(text)
@@ -329,8 +322,7 @@ def find_candidates(text: str, sentences: list[Sentence]) -> list[Candidate]:
         if sentence.is_heading:
             continue
         actor = attribute(sentence.text, index, last_speaker)
-        if actor:
-            last_speaker = actor
+        last_speaker = actor or opening_person(sentence.text, index) or last_speaker
         if not is_candidate(sentence):
             continue
         kind, stance = classify(sentence.text)
@@ -344,7 +336,7 @@ def _body(sentence: str) -> str:
     quoted = [a or b for a, b in _QUOTED.findall(sentence)]
     if quoted and sum(len(q) for q in quoted) > 0.5 * len(sentence):
         return " ".join(q.strip(" ,") for q in quoted)
-    cue = re.search(rf"\b(?:{_REPORTING}|repeated|insisted)\b(?:\s+(?:that|for|on))?\s+", sentence)
+    cue = re.search(rf"\b(?:{_REPORTING})\b(?:\s+(?:that|for|on))?\s+", sentence)
     if cue and cue.end() < len(sentence) - 10:
         return sentence[cue.end() :].rstrip(" .")
     return sentence.rstrip(" .")

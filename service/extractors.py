@@ -43,7 +43,7 @@ class Rules(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            self.keep(w, find_candidates(w.text, w.sentences))
+            self.keep(w, find_candidates(w.news_text, w.sentences))
 
     @staticmethod
     def keep(w: Work, candidates: list[Candidate]) -> None:
@@ -51,6 +51,30 @@ class Rules(Extractor):
         if unattributed:
             w.diagnostics.items_dropped += unattributed
             w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
+
+
+@register
+class Learned(Extractor):
+    """Trained heads on the model's sentence features: which sentences state a demand or a
+    position, the stance, and which of the article's names is the actor."""
+
+    name = "learned"
+    needs = frozenset({Need.FEATURES})
+    uses_model = True
+
+    def run(self, works: list[Work], ctx: StageContext) -> None:
+        from service.learned import article_features, items_for, sentence_matrix
+
+        heads = ctx.heads
+        hidden = article_features(
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
+        )
+        for w, h in zip(works, hidden, strict=True):
+            x = sentence_matrix(h, w.sentences)
+            w.demands, w.positions, unattributed = items_for(heads, w.news_text, w.sentences, x)
+            if unattributed:
+                w.diagnostics.items_dropped += unattributed
+                w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
 
 
 @register
@@ -65,7 +89,7 @@ class ModelScore(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            candidates = find_candidates(w.text, w.sentences)
+            candidates = find_candidates(w.news_text, w.sentences)
             if candidates:
                 self._label(w, candidates, ctx)
             Rules.keep(w, candidates)
@@ -109,7 +133,7 @@ class ModelJson(Extractor):
         for w in works:
             chunks = ctx.chunks(w.sentences)
             w.chunks = max(w.chunks, len(chunks))
-            index = index_actors(w.text)
+            index = index_actors(w.news_text)
             for c in chunks:
                 messages: list[BaseMessage] = [
                     SystemMessage(prompt.render("system", fields=fields)),

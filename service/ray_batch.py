@@ -1,76 +1,58 @@
-"""Batch summarizing on Ray Data: ``read_json`` -> ``map_batches(SummarizerActor)`` -> JSONL.
+"""Batch summarizing on Ray Data: JSONL lines -> ``map_batches(SummarizerActor)`` -> JSONL.
 
 An optional path for a Ray cluster (``pip install -e '.[ray]'``); on one machine the
-``standpoint batch`` command is the resumable, lossless one. Each actor builds its pipeline
-(and loads the model) once, then runs the same ``Pipeline.run`` on every batch it is given.
-Ray is imported only inside ``run_ray``.
+``standpoint batch`` command is the resumable one. Lines are read as bytes and each is parsed
+by ``service.inputs.jsonl_row``, the reader ``standpoint batch`` uses, so a bad line (not JSON,
+not UTF-8, an unknown field, a lone surrogate) is an error row and never stops the others.
+Each actor builds its pipeline (and loads the model) once, then answers every batch with
+``service.batch.run_rows``. Ray is imported only inside ``run_ray``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from service.batch import error_line
-from service.errors import InputError, StandpointError
+from service.batch import run_rows
+from service.inputs import jsonl_lines, jsonl_row
 from service.pipeline import build_pipeline
-from service.schemas import Article
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("id", "text", "html")
-
 
 class SummarizerActor:
-    """Callable class for ``Dataset.map_batches``: rows in, ``{id, json, ok}`` columns out.
+    """Callable class for ``Dataset.map_batches``: ``{where, raw}`` lines in (``where`` is
+    FILE:LINE, ``raw`` the line's bytes), ``{id, json, ok}`` columns out.
 
     ``json`` is the Result JSON, or the error row ``{"id", "error": {"message", "kind"}}``;
-    ``ok`` is False for an error row.
+    ``ok`` is False for an error row. A line without an id gets its FILE:LINE.
     """
 
     def __init__(
         self, *, settings: Settings, load_model: bool = False, cache_path: str | None = None
     ) -> None:
-        from service.cache import CachedPipeline, ResultCache
+        from service.cache import ResultCache
 
-        pipeline = build_pipeline(settings, load_model=load_model)
-        self.runner = (
-            CachedPipeline(pipeline, ResultCache(Path(cache_path))) if cache_path else pipeline
-        )
+        self.pipeline = build_pipeline(settings, load_model=load_model)
+        self.cache = ResultCache(Path(cache_path)) if cache_path else None
+        self.max_chars = settings.max_chars
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        rows = _rows(batch)
-        articles: list[Article | dict[str, Any]] = list(rows)
-        results = self.runner.run(articles)
-        out: dict[str, list[Any]] = {"id": [], "json": [], "ok": []}
-        for row, result in zip(rows, results, strict=True):
-            out["id"].append(row["id"])
-            out["ok"].append(not isinstance(result, StandpointError))
-            if isinstance(result, StandpointError):
-                kind = type(result).__name__
-                out["json"].append(error_line(row["id"], message=result.message, kind=kind))
-            else:
-                out["json"].append(result.model_dump_json())
-        return out
+        rows = [
+            jsonl_row(bytes(raw), where=str(where), max_chars=self.max_chars)
+            for where, raw in zip(batch["where"], batch["raw"], strict=True)
+        ]
+        outcome = run_rows(self.pipeline, rows, cache=self.cache)
+        return {"id": [r.id for r in rows], "json": outcome.lines, "ok": outcome.ok}
 
 
-def _rows(batch: dict[str, Any]) -> list[dict[str, Any]]:
-    """Article dicts from a column batch; a row without an id gets one from its content."""
-    size = len(batch["id"]) if "id" in batch else len(next(iter(batch.values())))
-    columns = {k: list(batch[k]) if k in batch else [None] * size for k in COLUMNS}
-    rows = []
-    for given, text, html in zip(columns["id"], columns["text"], columns["html"], strict=True):
-        row: dict[str, Any] = {"text": text} if text is not None else {"html": html}
-        if given is None or not str(given).strip():
-            body = (text if text is not None else html) or ""
-            given = "sha1:" + hashlib.sha1(body.encode()).hexdigest()[:16]
-        row["id"] = str(given)
-        rows.append(row)
-    return rows
+def _lines(file: dict[str, Any]) -> list[dict[str, Any]]:
+    """``Dataset.flat_map``: one JSONL file's row (its bytes and path) -> its lines."""
+    name = Path(str(file["path"])).name
+    return [{"where": w, "raw": raw} for w, raw in jsonl_lines(file["bytes"], name=name)]
 
 
 def run_ray(
@@ -102,10 +84,8 @@ def run_ray(
         )
     try:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
-        ds = ray.data.read_json(str(input_path), lines=True)
-        if "text" not in ds.columns() and "html" not in ds.columns():
-            raise InputError(f"{input_path}: rows need a 'text' or 'html' field")
-        ds = ds.select_columns([c for c in COLUMNS if c in ds.columns()])
+        ds = ray.data.read_binary_files(str(input_path), include_paths=True)
+        ds = ds.flat_map(_lines)
         ds = ds.map_batches(
             SummarizerActor,
             concurrency=1,
@@ -120,7 +100,7 @@ def run_ray(
         counts = {"rows": 0, "done": 0, "failed": 0}
         output = Path(output_path)
         output.parent.mkdir(parents=True, exist_ok=True)
-        with output.open("w", encoding="utf-8") as out:
+        with output.open("w", encoding="utf-8", errors="backslashreplace") as out:
             for row in ds.iter_rows():
                 out.write(row["json"] + "\n")
                 counts["rows"] += 1

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import types
+from collections.abc import Collection, Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
+import pydantic_settings
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from service.errors import StandpointError
+from service.errors import SettingsError
 
 
 class Settings(BaseSettings):
@@ -32,6 +35,7 @@ class Settings(BaseSettings):
     dtype: Literal["bfloat16", "float32"] = "float32"
     threads: int | None = Field(default=None, ge=1)
 
+    heads: Path | None = None  # trained heads artifact; default: the one in the package
     summarizer: str = "centrality"  # a registered summarizer (service.summarizers)
     extractor: str = "rules"  # a registered extractor (service.extractors)
     summary_sentences: int = Field(default=4, ge=1, le=10)
@@ -45,6 +49,8 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8000, ge=1, le=65535)
     api_key: SecretStr | None = Field(default=None, min_length=8)
+    # /metrics asks for the key too; false lets a scraper on a private port read it without
+    metrics_require_key: bool = True
     max_body_bytes: int = Field(default=4_000_000, ge=1024)
     max_batch_articles: int = Field(default=64, ge=1, le=10_000)
     queue_size: int = Field(default=64, ge=1)
@@ -90,9 +96,82 @@ class Settings(BaseSettings):
         return self
 
 
+def load_settings(
+    values: Mapping[str, Any] | None = None, *, flags: Collection[str] = ()
+) -> Settings:
+    """Settings from the environment, overridden by ``values``. Every bad value is reported at
+    once in one ``SettingsError`` that names its variable (or, for the names in ``flags``, the
+    command-line flag it came from) and the values it may take; secrets are never echoed."""
+    try:
+        return Settings(**dict(values or {}))
+    except ValidationError as exc:
+        problems = [_describe(err, flags) for err in exc.errors()]
+        raise SettingsError("; ".join(dict.fromkeys(problems))) from exc
+    except pydantic_settings.SettingsError as exc:  # a variable that could not be decoded
+        raise SettingsError(str(exc)) from exc
+
+
+def _describe(err: Any, flags: Collection[str]) -> str:
+    message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    loc = err.get("loc") or ()
+    field = loc[0] if loc and loc[0] in Settings.model_fields else None
+    if field is None or message.startswith("STANDPOINT_"):  # our validators name it already
+        return message
+    env = f"STANDPOINT_{field.upper()}"
+    if _is_secret(field):
+        name = f"{env} (value not shown)"
+    elif field in flags:
+        name = f"--{field.replace('_', '-')}={err.get('input')} ({env})"
+    else:
+        name = f"{env}={err.get('input')!r}"
+    return f"{name}: expected {allowed_values(field)}"
+
+
+def _plain_type(annotation: Any) -> Any:
+    """``int | None`` -> ``int``; other annotations unchanged."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _is_secret(field: str) -> bool:
+    return _plain_type(Settings.model_fields[field].annotation) is SecretStr
+
+
+def allowed_values(field: str) -> str:
+    """What a setting accepts, in words: ``an integer from 1 to 256``, ``one of 'a', 'b'``."""
+    info = Settings.model_fields[field]
+    kind = _plain_type(info.annotation)
+    bound = {
+        attr: getattr(m, attr)
+        for m in info.metadata
+        for attr in ("ge", "gt", "le", "min_length")
+        if getattr(m, attr, None) is not None
+    }
+    if get_origin(kind) is Literal:
+        return "one of " + ", ".join(repr(v) for v in get_args(kind))
+    if kind is bool:
+        return "true or false"
+    if get_origin(kind) is list:
+        return "a comma-separated list"
+    if kind in (str, SecretStr):
+        n = bound.get("min_length")
+        return f"a text of at least {n} character{'s' * (n != 1)}" if n else "a text"
+    if kind is Path:
+        return "a path"
+    noun = "an integer" if kind is int else "a number"
+    low, above, high = bound.get("ge"), bound.get("gt"), bound.get("le")
+    if low is not None:
+        return f"{noun} from {low} to {high}" if high is not None else f"{noun} of {low} or more"
+    if above is not None:
+        return f"{noun} above {above}" + (f" and at most {high}" if high is not None else "")
+    return noun if high is None else f"{noun} of at most {high}"
+
+
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
 
 
 # Command-line flags that override settings, shared by every subcommand that runs the pipeline.
@@ -114,15 +193,13 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, *extra: str, **overrides: Any) -> Settings:
     """Settings from the environment, overridden by the pipeline flags (and the ``extra``
-    flags named) that were given, then by ``overrides``; a bad value is one readable error."""
+    flags named) that were given, then by ``overrides``; bad values are one ``SettingsError``
+    naming each variable or flag."""
     values = {
         name: getattr(args, name)
         for name in (*PIPELINE_FLAGS, *extra)
         if getattr(args, name, None) is not None
     }
+    flags = set(values)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    try:
-        return Settings(**values)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise StandpointError(str(err["msg"]).removeprefix("Value error, ")) from exc
+    return load_settings(values, flags=flags)

@@ -15,7 +15,9 @@ To add a stage, write one class in ``service/summarizers.py`` or ``service/extra
         def run(self, works, ctx):
             ...
 
-Settings accept its name as soon as it is registered; nothing else changes.
+Settings accept its name as soon as it is registered; nothing else changes. The pipeline
+applies the checks of ``service.checks`` to whatever a stage makes (instruction-like sentences
+are never in ``Work.sentences``; items and summaries are checked after the stage runs).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from service.schemas import Article, Demand, Diagnostics, Position
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
+    from service.heads import Heads
     from service.prompts import Prompt
     from service.settings import Settings
 
@@ -49,6 +52,7 @@ class Need(StrEnum):
     CHAT = "chat"  # a chat model that generates (local or an OpenAI-compatible server)
     SCORER = "scorer"  # a local model that scores options by log-likelihood
     EMBEDDER = "embedder"  # the bundled sentence-embedding model (all-MiniLM-L6-v2)
+    FEATURES = "features"  # a local model's hidden states, read by trained heads
 
 
 @dataclass
@@ -57,7 +61,9 @@ class Work:
 
     article: Article
     text: str = ""
-    sentences: list[Sentence] = field(default_factory=list)
+    language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
+    sentences: list[Sentence] = field(default_factory=list)  # without the instructions
+    instructions: list[Sentence] = field(default_factory=list)  # see service.checks
     summary: str = ""
     demands: list[Demand] = field(default_factory=list)
     positions: list[Position] = field(default_factory=list)
@@ -68,6 +74,15 @@ class Work:
     generated_tokens: int = 0
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     model_ms: float = 0.0  # this article's share of the batched model calls so far
+
+    @property
+    def news_text(self) -> str:
+        """The text with its instruction-like sentences blanked out (same offsets)."""
+        pieces, at = [], 0
+        for s in self.instructions:
+            pieces += [self.text[at : s.start], " " * (s.end - s.start)]
+            at = s.end
+        return "".join([*pieces, self.text[at:]])
 
     def sentences_wanted(self, settings: Settings) -> int:
         return self.article.options.summary_sentences or settings.summary_sentences
@@ -143,11 +158,25 @@ class StageContext:
     model: BaseChatModel | None
     prompts: dict[str, Prompt]
     cancel: threading.Event | None = None  # set when nobody waits for this call's results any more
+    # The loaded heads, in a box: the copy a pipeline makes for each call (with the call's
+    # ``cancel``) shares the box, so the heads are loaded once per pipeline, not per call.
+    _heads: list[Heads] = field(default_factory=list)
 
     def check_cancelled(self) -> None:
         """Raise ``Cancelled`` if the call's results are no longer wanted (between steps)."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("stopped: every request waiting for this work has gone")
+
+    @property
+    def heads(self) -> Heads:
+        """The trained heads (``STANDPOINT_HEADS``, else the packaged artifact), loaded once
+        and refused unless they were trained on this model's features."""
+        if not self._heads:
+            from service.heads import DEFAULT_HEADS, load_heads
+
+            path = self.settings.heads or DEFAULT_HEADS
+            self._heads.append(load_heads(path, model_id=str(self.local.model_id)))
+        return self._heads[0]
 
     @property
     def local(self) -> Any:

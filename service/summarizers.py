@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
 from service.article import Sentence, split_sentences
-from service.grounding import filter_unsupported, fold
+from service.grounding import filter_unembedded, filter_unsupported, fold
 from service.prompts import fence
 from service.stages import (
     Need,
@@ -108,14 +108,12 @@ class ModelRank(Extractive):
         chunks = ctx.chunks(body)
         work.chunks = len(chunks)
 
-        def rendered(article: str) -> str:
-            return str(
-                local.render(
-                    [
-                        {"role": "system", "content": prompt.system},
-                        {"role": "user", "content": prompt.render("user", article=fence(article))},
-                    ]
-                )
+        def rendered(article: str) -> Any:  # the article stays plain text to the tokenizer
+            return local.render(
+                [
+                    {"role": "system", "content": prompt.system},
+                    {"role": "user", "content": prompt.render("user", article=fence(article))},
+                ]
             )
 
         empty = rendered("")
@@ -134,11 +132,38 @@ class ModelRank(Extractive):
 
 
 @register
+class Learned(Extractive):
+    """Sentences by the salience head's score on the model's features (trained on reference
+    summaries by oracle sentence labels, with position among its inputs)."""
+
+    name = "learned"
+    needs = frozenset({Need.FEATURES})
+    uses_model = True
+
+    def run(self, works: list[Work], ctx: StageContext) -> None:
+        from service.learned import article_features
+
+        heads = ctx.heads
+        hidden = article_features(
+            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
+        )
+        self._hidden = {id(w): h for w, h in zip(works, hidden, strict=True)}
+        super().run(works, ctx)
+
+    def rank(self, body: list[Sentence], work: Work, ctx: StageContext) -> list[Sentence]:
+        from service.learned import salience, sentence_matrix
+
+        x = sentence_matrix(self._hidden[id(work)], work.sentences)
+        score = dict(zip(work.sentences, salience(ctx.heads, x), strict=True))
+        return sorted(body, key=lambda s: (-score[s], s.start))
+
+
+@register
 class ModelWrite(Summarizer):
     """The model writes (map-reduce over chunks); unsupported sentences are removed."""
 
     name = "model-write"
-    needs = frozenset({Need.CHAT})
+    needs = frozenset({Need.CHAT, Need.EMBEDDER})
     prompts = ("summarize",)
     uses_model = True
     batched = True
@@ -165,8 +190,11 @@ class ModelWrite(Summarizer):
             sentences = [s.text for s in split_sentences(" ".join(partial[id(w)]))]
             sentences = [s for s in dict.fromkeys(sentences) if len(s.split()) >= 4]
             kept, removed = filter_unsupported(sentences, w.text)
-            w.warnings += removed
-            w.diagnostics.summary_sentences_removed += len(removed)
+            kept, unembedded = filter_unembedded(
+                kept, [s.text for s in w.sentences if s.text.strip()]
+            )
+            w.warnings += removed + unembedded
+            w.diagnostics.summary_sentences_removed += len(removed) + len(unembedded)
             if len(kept) > k:
                 w.warnings.append(f"the model wrote {len(kept)} sentences; kept the first {k}")
                 kept = kept[:k]

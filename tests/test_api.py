@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ from typing import Any
 
 import httpx
 import hypothesis
+import hypothesis.strategies as st
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -195,6 +197,29 @@ def test_broken_json_is_422(client: TestClient) -> None:
     error_of(response, 422)
 
 
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+        (
+            b'{"text": "'
+            + b"x" * 10
+            + b'", "options": '
+            + b'{"a":' * 50_000
+            + b"1"
+            + b"}" * 50_001,
+            "nested too deeply",
+        ),
+        ('{"text": "café"}'.encode("latin-1"), "not UTF-8"),
+    ],
+)
+def test_an_unreadable_body_is_400_saying_why(client: TestClient, body: bytes, needle: str) -> None:
+    response = client.post(
+        "/v1/summaries", content=body, headers={"content-type": "application/json"}
+    )
+    assert needle in error_of(response, 400)
+
+
 def test_text_over_max_chars_is_422(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, max_chars=100)
     with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
@@ -322,6 +347,109 @@ def test_api_key_when_configured(tmp_path: Path) -> None:
 def test_no_api_key_means_open(client: TestClient) -> None:
     assert client.post("/v1/summaries", json=article(1)).status_code == 200
     assert client.get("/metrics").status_code == 200
+
+
+def test_metrics_key_is_a_setting(tmp_path: Path) -> None:
+    right = {"Authorization": "Bearer s3cret-key-123"}
+    settings = make_settings(tmp_path, api_key="s3cret-key-123")
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        error_of(c.get("/metrics"), 401)
+        assert c.get("/metrics", headers=right).status_code == 200
+    settings = make_settings(tmp_path, api_key="s3cret-key-123", metrics_require_key=False)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        assert c.get("/metrics").status_code == 200
+        error_of(c.get("/v1/seeds"), 401)
+        error_of(c.post("/v1/summaries", json=article(1)), 401)
+
+
+def assert_security_headers(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    policy = response.headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in policy and "script-src 'self'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+
+
+def test_security_headers_on_every_response(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_body_bytes=1024)
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        responses = [
+            c.get("/"),
+            c.get("/docs"),
+            c.get("/v1/seeds"),
+            c.get("/nowhere"),
+            c.post("/v1/summaries", json=article(1)),
+            c.post("/v1/summaries", json={"text": ""}),
+            c.post("/v1/summaries", content=b"x" * 2048),
+        ]
+    assert [r.status_code for r in responses] == [200, 200, 200, 404, 200, 422, 413]
+    for response in responses:
+        assert_security_headers(response)
+    page_policy = responses[0].headers["content-security-policy"]
+    assert "style-src 'self';" in page_policy  # the page needs no inline style either
+
+
+def local_assets(html: str) -> list[str]:
+    return re.findall(r'(?:src|href)="([^"]+)"', html)
+
+
+def test_the_page_has_no_inline_script_or_style(client: TestClient) -> None:
+    page = client.get("/").text
+    assert "<style" not in page and " style=" not in page
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", page) == []
+    assets = local_assets(page)
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets)
+    for url in assets:
+        assert url.startswith("/static/"), url
+        assert client.get(url).status_code == 200, url
+
+
+def test_docs_are_served_from_the_package_not_a_cdn(client: TestClient) -> None:
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "text/html" in docs.headers["content-type"]
+    assert "http" not in docs.text.replace('xmlns="http', "")  # nothing from elsewhere
+    assets = local_assets(docs.text)
+    assert any("swagger-ui-bundle.js" in a for a in assets)
+    for url in assets:
+        response = client.get(url)
+        assert response.status_code == 200 and len(response.content) > 100, url
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", docs.text) == []
+    assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN
+
+
+def test_head_is_answered_like_get(client: TestClient) -> None:
+    for path in ("/", "/healthz", "/docs", "/static/app.js"):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == 200, path
+        assert head.content == b""
+        assert head.headers["content-type"] == got.headers["content-type"]
+        assert head.headers["content-length"] == str(len(got.content))
+    assert client.head("/nowhere").status_code == 404
+    assert client.head("/v1/summaries").status_code == 405
+    metrics = client.get("/metrics").text
+    assert 'method="HEAD",route="/",status="200"' in metrics
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_with_the_wrong_content_type_gets_a_hint(
+    client: TestClient, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    body = json.dumps(article(1)).encode()
+    message = error_of(client.post("/v1/summaries", content=body, headers=headers), 422)
+    assert "Content-Type: application/json" in message
+    assert (content_type or "no Content-Type") in message
+    batch = json.dumps({"articles": [article(1)]}).encode()
+    message = error_of(client.post("/v1/summaries/batch", content=batch, headers=headers), 422)
+    assert "Content-Type: application/json" in message
+
+
+def test_json_content_types_get_no_hint(client: TestClient) -> None:
+    for content_type in ("application/json", "application/json; charset=utf-8"):
+        response = client.post(
+            "/v1/summaries", content=b'{"text": 1}', headers={"content-type": content_type}
+        )
+        assert "Content-Type" not in error_of(response, 422)
 
 
 def test_cors_only_when_configured(tmp_path: Path) -> None:
@@ -817,7 +945,16 @@ def test_metrics_count_requests_latency_queue_tokens_and_cache(client: TestClien
 
 
 # Fuzz --------------------------------------------------------------------------------------
+# The fast tier runs a sample; the `fuzz` tier (make test) runs over 1,000 cases in all.
 FUZZ_EXAMPLES = 50  # per operation and generation mode
+FULL_FUZZ_EXAMPLES = 120
+HOSTILE_EXAMPLES = 25  # per kind (surrogates, deep nesting)
+FULL_HOSTILE_EXAMPLES = 150
+
+
+def fuzz_app(tmp_path: Path) -> FastAPI:
+    settings = make_settings(tmp_path, max_chars=20_000)
+    return create_app(settings, Pipeline(settings=settings))
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
@@ -825,22 +962,50 @@ def test_fuzz_against_the_openapi_schema_never_gives_a_5xx(
     tmp_path: Path, mode: GenerationMode
 ) -> None:
     """Schemathesis requests from the app's own schema: no 5xx, and responses match the schema."""
-    settings = make_settings(tmp_path, max_chars=20_000)
-    schema = schemathesis.openapi.from_asgi(
-        "/openapi.json", create_app(settings, Pipeline(settings=settings))
-    )
-    ran: Counter[str] = Counter()
-    for found in schema.get_all_operations():
-        operation = found.ok()
-        inputs = [operation.body, operation.query, operation.headers, operation.path_parameters]
-        if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
-            continue  # nothing to make invalid (GET /healthz, GET /readyz)
-        _fuzz_operation(operation, mode=mode, ran=ran)()
+    from service.embedding import embed
+
+    embed(["/v1/briefings embeds: load the model before the requests' 10 s timeouts run"])
+    ran = _fuzz_schema(fuzz_app(tmp_path), modes=[mode], examples=FUZZ_EXAMPLES)
     print(f"fuzz {mode}: {sum(ran.values())} cases: {dict(ran)}")
     assert len(ran) >= 4 and all(n > 0 for n in ran.values())
 
 
-def _fuzz_operation(operation: Any, *, mode: GenerationMode, ran: Counter[str]) -> Any:
+def test_hostile_bodies_never_give_a_5xx(tmp_path: Path) -> None:
+    """Lone surrogates (as JSON escapes) in every field, and nesting up to 100,000 deep."""
+    with TestClient(fuzz_app(tmp_path)) as client:
+        ran = _fuzz_hostile(client, examples=HOSTILE_EXAMPLES)
+    print(f"hostile: {dict(ran)}")
+    assert min(ran.values()) >= HOSTILE_EXAMPLES // 2
+
+
+@pytest.mark.fuzz
+def test_over_a_thousand_fuzz_cases_never_give_a_5xx(tmp_path: Path) -> None:
+    """The full run: schemathesis in both modes plus the hostile bodies, over 1,000 requests."""
+    modes = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+    ran = _fuzz_schema(fuzz_app(tmp_path / "schema"), modes=modes, examples=FULL_FUZZ_EXAMPLES)
+    with TestClient(fuzz_app(tmp_path / "hostile")) as client:
+        hostile = _fuzz_hostile(client, examples=FULL_HOSTILE_EXAMPLES)
+    print(f"fuzz: {sum(ran.values())} schema cases {dict(ran)}; hostile {dict(hostile)}")
+    assert hostile["surrogates"] >= 100 and hostile["deep nesting"] >= 100
+    assert sum(ran.values()) + sum(hostile.values()) >= 1000
+
+
+def _fuzz_schema(app: FastAPI, *, modes: list[GenerationMode], examples: int) -> Counter[str]:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    ran: Counter[str] = Counter()
+    for mode in modes:
+        for found in schema.get_all_operations():
+            operation = found.ok()
+            inputs = [operation.body, operation.query, operation.headers, operation.path_parameters]
+            if mode is GenerationMode.NEGATIVE and not any(len(i) for i in inputs):
+                continue  # nothing to make invalid (GET /healthz, GET /readyz)
+            _fuzz_operation(operation, mode=mode, ran=ran, examples=examples)()
+    return ran
+
+
+def _fuzz_operation(
+    operation: Any, *, mode: GenerationMode, ran: Counter[str], examples: int
+) -> Any:
     checks = [
         not_a_server_error,
         status_code_conformance,
@@ -850,13 +1015,97 @@ def _fuzz_operation(operation: Any, *, mode: GenerationMode, ran: Counter[str]) 
 
     @hypothesis.given(case=operation.as_strategy(generation_mode=mode))
     @hypothesis.settings(
-        max_examples=FUZZ_EXAMPLES,
+        max_examples=examples,
         deadline=None,
         database=None,
         suppress_health_check=list(hypothesis.HealthCheck),
     )
     def fuzz(case: Any) -> None:
-        ran[operation.label] += 1
+        ran[f"{mode.value} {operation.label}"] += 1
         case.call_and_validate(checks=checks)
 
     return fuzz
+
+
+# Schemathesis never sends lone surrogates (it encodes strings for the wire) nor deep nesting,
+# so these bodies are built here, as the raw JSON bytes a hostile client sends.
+ENDPOINTS = ["/v1/summaries", "/v1/summaries/batch"]
+GOOD = {"id": "good", "text": "The union demanded a raise from the city council on Monday."}
+surrogate = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+with_surrogate = st.tuples(st.text(max_size=30), surrogate, st.text(max_size=30)).map("".join)
+
+
+@st.composite
+def surrogate_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    bad = draw(with_surrogate)
+    article: dict[str, Any] = dict(GOOD)
+    where = draw(st.sampled_from(["text", "html", "id", "option", "option name", "field name"]))
+    if where == "text":
+        article["text"] = GOOD["text"] + " " + bad
+    elif where == "html":
+        del article["text"]
+        article["html"] = f"<p>{GOOD['text']}</p><p>{bad}</p>"
+    elif where == "id":
+        article["id"] = bad
+    elif where == "option":
+        article["options"] = {"summary_sentences": bad}
+    elif where == "option name":
+        article["options"] = {bad: True}
+    else:
+        article[bad] = "x"
+    endpoint = draw(st.sampled_from(ENDPOINTS))
+    body = article if endpoint == ENDPOINTS[0] else {"articles": [GOOD, article]}
+    return endpoint, json.dumps(body).encode()  # ASCII: the surrogate travels as \udXXX
+
+
+@st.composite
+def deep_bodies(draw: st.DrawFn) -> tuple[str, bytes]:
+    depth = draw(st.one_of(st.integers(1, 3000), st.sampled_from([10_000, 100_000])))
+    if draw(st.booleans()):
+        nested = "[" * depth + "]" * depth
+    else:
+        nested = '{"a":' * depth + "1" + "}" * depth
+    template = draw(
+        st.sampled_from(
+            [
+                "%s",
+                '{"text": %s}',
+                '{"id": %s, "text": "A raise was demanded."}',
+                '{"text": "A raise was demanded.", "options": %s}',
+                '{"articles": %s}',
+                '{"articles": [%s]}',
+            ]
+        )
+    )
+    return draw(st.sampled_from(ENDPOINTS)), (template % nested).encode()
+
+
+def _fuzz_hostile(client: TestClient, *, examples: int) -> Counter[str]:
+    ran: Counter[str] = Counter()
+    settings = hypothesis.settings(
+        max_examples=examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(hypothesis.HealthCheck),
+    )
+
+    def check(kind: str, endpoint: str, body: bytes) -> None:
+        ran[kind] += 1
+        response = client.post(endpoint, content=body, headers={"content-type": "application/json"})
+        assert response.status_code < 500, (kind, body[:200], response.text[:300])
+        if response.status_code >= 400:
+            error_of(response, response.status_code)
+
+    @settings
+    @hypothesis.given(case=surrogate_bodies())
+    def surrogates(case: tuple[str, bytes]) -> None:
+        check("surrogates", *case)
+
+    @settings
+    @hypothesis.given(case=deep_bodies())
+    def deep(case: tuple[str, bytes]) -> None:
+        check("deep nesting", *case)
+
+    surrogates()
+    deep()
+    return ran

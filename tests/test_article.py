@@ -1,10 +1,21 @@
 from __future__ import annotations
 
-import pytest
+import json
+import time
+import unicodedata
+from collections import Counter
 
-from service.article import clean_article, split_sentences
+import hypothesis
+import pytest
+from hypothesis import strategies as st
+
+from service.article import clean_article, split_sentences, strip_junk
 from service.errors import InputError
+from service.pipeline import Pipeline
 from service.schemas import Article
+from service.settings import Settings
+
+PIPELINE = Pipeline(settings=Settings())
 
 
 def test_seed_page_furniture_is_removed_and_the_story_kept(seed_articles):
@@ -94,3 +105,124 @@ def test_sentences_keep_multi_sentence_quotes_together_and_offsets_match():
 def test_headings_are_marked():
     sentences = split_sentences("No trust in Ukraine’s leadership\nPutin said it was pointless.")
     assert [s.is_heading for s in sentences] == [True, False]
+
+
+# Only the junk span goes: a credit or contributor line glued to the story keeps the story ----
+def test_a_one_line_article_ending_in_a_contributor_line_keeps_its_text():
+    raw = (
+        "Washington (CNN) -- The Senate voted on Tuesday to keep the agency open, and the "
+        "senator said the vote was close. CNN's Steve Brusk and Jamie Crawford contributed "
+        "to this report."
+    )
+    text, removed = clean_article(Article(text=raw), max_chars=100_000)
+    assert removed == ["CNN's Steve Brusk and Jamie Crawford contributed to this report."]
+    assert text == raw[: raw.index(" CNN's")]
+
+
+def test_a_paragraph_ending_in_an_agency_name_is_news_not_a_credit():
+    raw = (
+        "Talks resumed in Geneva.\n"
+        "The minister said the ceasefire would hold, he told Reuters\n"
+        "Protesters gathered outside the parliament in Kyiv. REUTERS/Gleb Garanich\n"
+        "Mikhail Metzel/AFP"
+    )
+    text, removed = clean_article(Article(text=raw), max_chars=100_000)
+    assert "The minister said the ceasefire would hold, he told Reuters" in text
+    assert "Protesters gathered outside the parliament in Kyiv." in text
+    assert removed == ["REUTERS/Gleb Garanich", "Mikhail Metzel/AFP"]
+
+
+def test_junk_words_inside_a_sentence_are_left_alone():
+    raw = "Advertisement revenue fell, the company said. Copyright law must change, he added."
+    text, removed = clean_article(Article(text=raw), max_chars=100_000)
+    assert (text, removed) == (raw, [])
+
+
+# Property: every non-space character is kept or listed as removed; reported speech is kept --
+FURNITURE = [
+    "Open Modal",
+    "Loading...",
+    "Advertisement",
+    "Recommended Posts",
+    "Read more:",
+    "Share",
+    "Copyright © 2025, ABC Audio. All rights reserved.",
+    "© 2015 Cable News Network.",
+    "Photo: John Smith",
+    "Contributor/Getty Images",
+    "REUTERS/Gleb Garanich",
+    "AFP",
+    "Reuters",
+    "vladimir20putin309713",
+    "CNN's Jamie Crawford contributed to this report.",
+    "AP Photo/Evan Vucci",
+]
+REPORTED = [
+    "The minister said the talks would go on.",
+    "Putin told Reuters the offer stood.",
+    "The union demanded a raise, according to AFP.",
+    "“We will not leave,” the mayor said.",
+    "She told reporters on Tuesday that the plan was dead, Reuters reported.",
+    "The agency added that Getty Images had contributed photos.",
+    "He said the report was contributed to this report.",
+    "The minister said the ceasefire would hold, he told Reuters",
+]
+
+
+def _non_space(text: str) -> Counter[str]:
+    return Counter(c for c in text if not c.isspace())
+
+
+def _check_accounting(raw: str, text: str, removed: list[str]) -> None:
+    """Kept text plus removed pieces hold exactly the (NFC) input's non-space characters."""
+    expected = _non_space(unicodedata.normalize("NFC", raw))
+    accounted = _non_space(text) + sum((_non_space(piece) for piece in removed), Counter())
+    assert accounted == expected
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(st.text())
+def test_any_text_is_kept_or_listed_as_removed(raw: str) -> None:
+    text, removed = strip_junk(raw)
+    _check_accounting(raw, text, removed)
+
+
+_pieces = st.lists(
+    st.one_of(
+        st.sampled_from(FURNITURE),
+        st.sampled_from(REPORTED),
+        st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=20),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(_pieces, st.lists(st.sampled_from([" ", "\n", "\n\n", ""]), min_size=12))
+def test_furniture_is_listed_in_warnings_and_reported_speech_is_never_removed(
+    pieces: list[str], joints: list[str]
+) -> None:
+    raw = "".join(piece + joint for piece, joint in zip(pieces, joints, strict=False))
+    (work,) = PIPELINE.prepare([{"id": "p", "text": raw}])
+    if isinstance(work, InputError):  # nothing left, or binary: refused as a whole, not trimmed
+        return
+    listed = [w for w in work.warnings if w.startswith("removed ")]
+    removed = json.loads(listed[0].split(": ", 1)[1]) if listed else []
+    assert len(removed) == work.diagnostics.junk_removed
+    _check_accounting(raw, work.text, removed)
+    for i, piece in enumerate(pieces):
+        before = joints[i - 1] if i else "\n"
+        after = joints[i] if i + 1 < len(pieces) else "\n"
+        if piece in REPORTED and before and after:  # a sentence of its own: kept whole
+            assert piece in work.text
+
+
+def test_a_long_one_line_article_is_split_in_linear_time():
+    """One 160,000-character line (wire copy often has no line breaks) took 90 s before."""
+    line = "The minister said the talks would go on. " * 4000
+    started = time.perf_counter()
+    sentences = split_sentences(line.strip())
+    text, removed = strip_junk(line)
+    assert time.perf_counter() - started < 10
+    assert len(sentences) == 4000 and text == line.strip() and removed == []

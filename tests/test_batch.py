@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -245,3 +246,111 @@ def test_module_is_light_to_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+# The cache the API uses ---------------------------------------------------------------------
+def test_the_cache_path_setting_is_the_cache_batch_uses(tmp_path: Path, monkeypatch, capsys):
+    shared = tmp_path / "shared" / "results.sqlite"
+    monkeypatch.setenv("STANDPOINT_CACHE_PATH", str(shared))
+    source = write_jsonl(tmp_path / "in.jsonl", [article(1), article(2)])
+    parser = argparse.ArgumentParser()
+    batch_module.add_arguments(parser)
+
+    for name in ("first", "second"):
+        out = tmp_path / f"{name}.jsonl"
+        args = parser.parse_args([str(source), "-o", str(out), "--no-progress"])
+        assert batch_module.run(args) == 0
+
+    assert len(ResultCache(shared)) == 2
+    assert Settings().result_cache_path == shared  # what create_app(Settings()) opens
+    assert "2 done (2 from cache)" in capsys.readouterr().err.splitlines()[-1]
+
+
+# Duplicates, a damaged output file, an output that is an input -------------------------------
+def test_a_duplicate_id_with_other_text_is_written_under_a_derived_id(tmp_path, caplog, capsys):
+    other = {"id": "1", "text": f"A different report. {TEXT}"}
+    source = write_jsonl(tmp_path / "in.jsonl", [article(1), article(2), other, article(1)])
+    output = tmp_path / "out.jsonl"
+
+    assert batch(source, "-o", output) == 0
+
+    rows = read_output(output)
+    assert [r["id"] for r in rows] == ["1", "2", "1@in.jsonl:3"]
+    assert rows[2]["text"].startswith("A different report.")
+    assert "in.jsonl:3: id '1' is already used by in.jsonl:1 for another article" in caplog.text
+    assert "2 duplicate ids (1 renamed)" in capsys.readouterr().err
+
+    assert batch(source, "-o", output) == 0  # a rerun finds every row done
+    assert [r["id"] for r in read_output(output)] == ["1", "2", "1@in.jsonl:3"]
+    assert "3 skipped" in capsys.readouterr().err
+
+
+def test_a_damaged_line_inside_the_output_is_set_aside_and_input_order_kept(tmp_path, caplog):
+    rows = [article(1), {"id": "2", "text": ""}, article(3), article(4)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+    assert batch(source, "-o", output) == 2
+    lines = output.read_bytes().splitlines(keepends=True)
+    output.write_bytes(lines[0] + lines[1] + b'{"id": "3", "summ\x00ary\n' + lines[3])
+    write_jsonl(source, [article(1), article(2), article(3), article(4)])  # row 2 is fixed
+
+    assert batch(source, "-o", output) == 0
+
+    assert [r["id"] for r in read_output(output)] == ["1", "2", "3", "4"]
+    assert all("error" not in r for r in read_output(output))
+    assert (tmp_path / "out.jsonl.damaged").read_bytes() == b'{"id": "3", "summ\x00ary\n'
+    assert "out.jsonl:3: not an output row; moved to" in caplog.text
+
+
+def test_an_output_that_is_also_an_input_is_refused(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [article(1)])
+    before = source.read_bytes()
+    with pytest.raises(StandpointError, match="is also an input"):
+        batch(source, "-o", source)
+    assert source.read_bytes() == before
+
+    folder = tmp_path / "articles"
+    folder.mkdir()
+    (folder / "a.txt").write_text(TEXT)
+    with pytest.raises(StandpointError, match="is also an input"):
+        batch(folder, "-o", folder / "results.jsonl")  # a rerun would read its own output
+
+
+def _alive_in_group(group: int) -> list[str]:
+    """Processes (not zombies) in a process group, as 'pid name'."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        state, _ppid, pgrp = text[text.rindex(")") + 2 :].split()[:3]
+        if int(pgrp) == group and state != "Z":
+            alive.append(f"{stat.parent.name} {name}")
+    return alive
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [article(i) for i in range(3000)])
+    output = tmp_path / "out.jsonl"
+    command = [sys.executable, "-m", "service", "batch", str(source), "-o", str(output),
+               "--batch-size", "1", "--workers", "2", "--no-cache", "--no-progress"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    parent = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (output.exists() and output.stat().st_size > 20_000):
+            assert time.monotonic() < deadline and parent.poll() is None, "no output"
+            time.sleep(0.05)
+        assert len(_alive_in_group(parent.pid)) >= 3  # the parent and its two workers
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 20
+        while _alive_in_group(parent.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive_in_group(parent.pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)

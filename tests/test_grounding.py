@@ -37,3 +37,18 @@ def test_filter_removes_unsupported_sentences_and_says_so():
     )
     assert kept == ["Putin met 3 envoys in Bishkek."]
     assert len(warnings) == 1 and "Kerry" in warnings[0]
+
+
+def test_summary_sentences_no_article_sentence_supports_are_removed():
+    from service.grounding import SUPPORT_THRESHOLD, filter_unembedded
+
+    article = [
+        "The transport workers' union demanded a 6 percent raise from the city council.",
+        "The mayor said the budget could not pay for any raise this year.",
+    ]
+    close = "The union demanded a 6 percent raise from the city council."
+    invented = "Scientists discovered a new species of frog in the Amazon rainforest."
+    kept, removed = filter_unembedded([close, invented], article)
+    assert kept == [close]
+    assert len(removed) == 1 and "frog" in removed[0] and f"{SUPPORT_THRESHOLD:.2f}" in removed[0]
+    assert filter_unembedded([], article) == ([], [])

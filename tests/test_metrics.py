@@ -180,7 +180,7 @@ def test_overlap_rule() -> None:
     assert match_items(predicted, [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(0, 1), (1, 0)]
 
 
-def test_matching_is_one_to_one_and_greedy_by_score() -> None:
+def test_matching_is_one_to_one_and_prefers_the_higher_score() -> None:
     weaker = item(
         "Putin", "territory", "Vladimir Putin demanded that Ukraine withdraw from Donetsk."
     )
@@ -191,6 +191,71 @@ def test_matching_is_one_to_one_and_greedy_by_score() -> None:
     assert scores["precision"] == pytest.approx(0.5)
     assert scores["recall"] == pytest.approx(1.0)
     assert scores["f1"] == pytest.approx(2 / 3)
+
+
+# Its quote is the whole text, so it contains both reference quotes (overlap 1.0), and its
+# demand is REF_WITHDRAW's (ROUGE-1 1.0): 2.0 with REF_WITHDRAW, 1.0 with REF_SANCTIONS.
+BROAD = item("Putin", "Ukraine withdraw from Donetsk", TEXT)
+
+
+def test_optimal_matching_recovers_the_match_greedy_would_leave_out() -> None:
+    # NARROW's quote lies inside REF_WITHDRAW's (overlap 1.0), content ROUGE-1 2/3: 1.67.
+    # It cannot match REF_SANCTIONS (no overlap, no shared content).
+    narrow = item("Putin", "Ukraine withdraw", "Putin demanded that Ukraine withdraw")
+    # A greedy pass takes the best pair, BROAD-WITHDRAW (2.0), and leaves NARROW and
+    # REF_SANCTIONS unmatched; BROAD-SANCTIONS + NARROW-WITHDRAW totals 2.67.
+    assert match_items([BROAD, narrow], [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(0, 1), (1, 0)]
+    scores = extraction_scores([BROAD, narrow], [REF_WITHDRAW, REF_SANCTIONS], TEXT)
+    assert (scores["tp"], scores["fp"], scores["fn"]) == (2, 0, 0)
+    # The same with the roles of the two sides swapped.
+    assert match_items([REF_WITHDRAW, REF_SANCTIONS], [BROAD, narrow], TEXT) == [(0, 1), (1, 0)]
+
+
+def test_matching_maximises_total_score_not_match_count() -> None:
+    # Overlaps REF_WITHDRAW on "withdraw from Donetsk." (22 of its 31 chars), no shared
+    # content: 0.71. BROAD-SANCTIONS + this = 1.71 < BROAD-WITHDRAW alone = 2.0.
+    weak = item("Putin", "territory", "withdraw from Donetsk. Zelensky")
+    assert match_items([BROAD, weak], [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(0, 0)]
+
+
+def test_equal_totals_prefer_more_matches() -> None:
+    # Overlap 1.0, no shared content: 1.0. BROAD-WITHDRAW alone (2.0) and BROAD-SANCTIONS +
+    # this (1.0 + 1.0) tie on score; the two-match assignment wins.
+    inside = item("Putin", "territory", "Putin demanded that Ukraine withdraw")
+    assert match_items([BROAD, inside], [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(0, 1), (1, 0)]
+
+
+def test_ties_between_equal_items_are_settled_the_same_way_every_time() -> None:
+    twin = item("Putin", "territory", "Putin demanded that Ukraine withdraw")
+    for _ in range(3):
+        assert match_items([twin, dict(twin)], [REF_WITHDRAW], TEXT) == [(0, 0)]
+        assert match_items([twin], [REF_WITHDRAW, dict(REF_WITHDRAW)], TEXT) == [(0, 0)]
+        assert match_items([twin, dict(twin)], [REF_WITHDRAW, dict(REF_WITHDRAW)], TEXT) == [
+            (0, 0),
+            (1, 1),
+        ]
+
+
+def test_ineligible_pairs_are_never_matched() -> None:
+    # Same quote and demand as REF_WITHDRAW but the wrong actor. The solver pairs every
+    # prediction with some reference; this pair (score 0) must not come back as a match.
+    wrong_actor = item(
+        "Zelensky",
+        "Ukraine withdraw from Donetsk",
+        "Vladimir Putin demanded that Ukraine withdraw from Donetsk.",
+    )
+    sanctions = item("Putin", "sanctions must be lifted", "sanctions must be lifted before talks")
+    assert match_items([wrong_actor, sanctions], [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(1, 1)]
+    # Right actor, but evidence agrees with neither reference.
+    off_topic = item("Putin", "territory", "Zelensky rejected any withdrawal.")
+    assert match_items([off_topic, BROAD], [REF_WITHDRAW, REF_SANCTIONS], TEXT) == [(1, 0)]
+    # Strict positions: the wrong stance is never matched, though it would add a match.
+    ref = reference(
+        "Vladimir Putin", "sanctions", REF_SANCTIONS["quote"], kind="issue", stance="oppose"
+    )
+    neutral = item("Putin", "sanctions", REF_SANCTIONS["quote"], kind="issue", stance="neutral")
+    assert match_items([neutral], [ref], TEXT) == [(0, 0)]
+    assert match_items([neutral], [ref], TEXT, require_stance=True) == []
 
 
 def test_strict_positions_need_the_same_stance() -> None:

@@ -51,7 +51,7 @@ def fake_openai(seen: list[dict[str, Any]]) -> FastAPI:
                 }
             )
         else:
-            content = "Putin spoke in Bishkek. John Kerry agreed."
+            content = f"{QUOTE} John Kerry agreed."
         return {
             "id": "chatcmpl-1",
             "object": "chat.completion",
@@ -103,7 +103,7 @@ def test_openai_compatible_server_plugs_in_by_settings(server, seed_articles):
     pipeline = Pipeline(settings=settings, model=load_model(settings))
     result = pipeline.invoke(seed_articles[1])
 
-    assert result.summary == "Putin spoke in Bishkek."  # the Kerry sentence was not in the article
+    assert result.summary == QUOTE  # the Kerry sentence was not in the article
     assert [d.quote for d in result.demands] == [QUOTE]  # the made-up quote was dropped
     assert result.text[result.demands[0].start : result.demands[0].end] == QUOTE
     assert "dropped 1 model items not grounded in the article" in result.warnings

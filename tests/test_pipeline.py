@@ -52,7 +52,9 @@ def test_model_written_summary_drops_invented_names_and_numbers(seed_articles):
             "Putin said no draft peace agreement had been agreed. "
             "U.S. Secretary of State John Kerry criticized the plan. "
             "Putin said 700 people had died. "
-            "He said the American proposals can be the basis for future agreements."
+            "Putin said the latest American peace proposals can be the basis for future "
+            "agreements. "
+            "He said the weather in Bishkek was pleasant for the visiting delegations."
         ]
     )
     pipeline = Pipeline(settings=Settings(summarizer="model-write"), model=fake)
@@ -60,8 +62,9 @@ def test_model_written_summary_drops_invented_names_and_numbers(seed_articles):
     assert "Kerry" not in result.summary and "700" not in result.summary
     assert result.summary.startswith("Putin said no draft peace agreement had been agreed.")
     assert "basis for future agreements" in result.summary
+    assert "weather" not in result.summary  # no article sentence supports it (embedding check)
     removed = [w for w in result.warnings if w.startswith("removed a summary sentence")]
-    assert len(removed) == 2
+    assert len(removed) == 3 and result.meta.diagnostics.summary_sentences_removed == 3
     assert result.meta.prompts == {"summarize": "summarize@v1"}
 
 
@@ -76,7 +79,9 @@ def test_summary_falls_back_to_lead_when_every_sentence_is_invented(seed_article
 
 def test_long_article_is_chunked_and_combined_not_truncated(seed_articles):
     text = "\n".join(a["text"] for a in seed_articles) * 3
-    fake = FakeListChatModel(responses=["Putin spoke in Bishkek."])
+    fake = FakeListChatModel(
+        responses=["Putin ruled out signing any ceasefire deal before Ukrainian troops withdraw."]
+    )
     sent: list = []
     original = fake.batch
 
@@ -93,8 +98,16 @@ def test_long_article_is_chunked_and_combined_not_truncated(seed_articles):
     mapped = " ".join(messages[1].content for messages in sent[:chunks])
     for sentence in ("we will achieve that by armed force", "what needs to be done to end"):
         assert mapped.count(sentence) == 6  # every copy of every sentence reached the model
-    assert sent[-1][1].content.count("Putin spoke in Bishkek.") == chunks
-    assert result.summary == "Putin spoke in Bishkek."
+    assert (
+        sent[-1][1].content.count(
+            "Putin ruled out signing any ceasefire deal before Ukrainian troops withdraw."
+        )
+        == chunks
+    )
+    assert (
+        result.summary
+        == "Putin ruled out signing any ceasefire deal before Ukrainian troops withdraw."
+    )
 
 
 def _draft(quote: str, actor: str = "Putin", demand: str = "troops withdraw") -> str:
@@ -177,7 +190,7 @@ def test_each_bad_article_gets_its_own_error_and_the_rest_go_through(seed_articl
             {"id": "empty", "text": ""},
             seed_articles[0],
             {"id": "bin", "text": "a\x00b"},
-            {"id": 3, "text": "x"},
+            {"id": True, "text": "x"},  # an integer id would be made a string; True is no id
             {"id": "long", "text": "word " * 2000},
         ],
         return_exceptions=True,
@@ -294,12 +307,15 @@ def test_a_batched_model_call_is_shared_by_the_tokens_each_article_used():
 
     settings = Settings(summarizer="model-write")
     pipeline = Pipeline(settings=settings, model=Metered())
-    heavy, light = pipeline.batch(
-        [
-            {"id": "h", "text": "The union demanded a raise, heavy."},
-            {"id": "l", "text": "The union demanded a raise, light."},
-        ]
-    )
+    articles = [
+        {"id": "h", "text": "The union demanded a raise, heavy."},
+        {"id": "l", "text": "The union demanded a raise, light."},
+    ]
+    # model-write checks its sentences by embedding; the first run loads the embedding model
+    # (seconds, once a process) and embeds these texts. That is no model call's time and is
+    # shared by length, so it would drown the 9:1: the second run is the one measured.
+    pipeline.batch(articles)
+    heavy, light = pipeline.batch(articles)
     h, li = heavy.meta.timings_ms["summary_ms"], light.meta.timings_ms["summary_ms"]
     assert h > 5 * li, (h, li)
     assert h + li >= 200
@@ -319,3 +335,23 @@ def test_model_results_are_cached_per_dtype_and_model_free_ones_are_not(seed_art
     for dtype in ("float32", "bfloat16"):
         CachedPipeline(Pipeline(settings=Settings(dtype=dtype)), cache).run(seed_articles[:1])
     assert len(cache) == 3
+
+
+def test_a_new_checks_version_misses_the_cache_at_every_dtype(seed_articles, tmp_path, monkeypatch):
+    """The key holds both the dtype (model stages) and the checks version: results made under
+    older checks are never served, whatever the dtype."""
+    import service.pipeline
+    from service.cache import CachedPipeline, ResultCache
+
+    cache = ResultCache(tmp_path / "results.sqlite")
+
+    def run(settings: Settings, model: FakeListChatModel | None = None) -> None:
+        CachedPipeline(Pipeline(settings=settings, model=model), cache).run(seed_articles[:1])
+
+    for version in ("1", "2"):
+        monkeypatch.setattr(service.pipeline, "CHECKS_VERSION", version)
+        for dtype in ("float32", "bfloat16"):
+            model = FakeListChatModel(responses=["The union demanded a raise."])
+            run(Settings(summarizer="model-write", dtype=dtype), model)
+        run(Settings())
+    assert len(cache) == 6  # 2 versions x (2 dtypes with a model + 1 without)

@@ -1,0 +1,73 @@
+"""The hand annotations: every quote is in its article, hashes match, labels are valid."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from eval.annotations import (
+    ANNOTATION_DIR,
+    DEFAULT_DATA_DIR,
+    FOLDS_PATH,
+    check,
+    check_row,
+    fold_of,
+    load_annotations,
+)
+
+
+def test_every_annotation_row_holds_against_its_article_text() -> None:
+    rows = load_annotations()
+    report = check(rows, DEFAULT_DATA_DIR)
+    assert report.problems == []
+    assert report.rows == len(rows) >= 150
+    assert report.items["demands"] + report.items["positions"] >= 1200
+    assert {p.stem for p in ANNOTATION_DIR.glob("*.jsonl")} == {
+        "news_pool",
+        "summeval_dev",
+        "realsumm_dev",
+    }
+
+
+def test_no_article_is_annotated_twice_and_folds_are_fixed_by_id() -> None:
+    rows = load_annotations()
+    ids = Counter(str(r["id"]) for r in rows)
+    assert max(ids.values()) == 1
+    folds = json.loads(FOLDS_PATH.read_text())
+    assert folds == {article_id: fold_of(article_id) for article_id in ids}
+    assert set(folds.values()) == {0, 1, 2, 3, 4}
+
+
+def test_the_checker_catches_broken_rows() -> None:
+    text = "The union demanded a raise. The mayor said no."
+    row = {
+        "id": "x",
+        "dataset": "made_up",
+        "domain": "labor/strike",
+        "text_sha256": "0" * 64,
+        "summary": "A union wants a raise.",
+        "demands": [
+            {
+                "actor": "the union",
+                "actor_aliases": [],
+                "demand": "a raise",
+                "target": "the council",
+                "conditions": None,
+                "quote": "The union demanded a big raise.",
+            }
+        ],
+        "positions": [
+            {
+                "actor": "the mayor",
+                "actor_aliases": [],
+                "issue": "the raise",
+                "stance": "against",
+                "quote": "The mayor said no.",
+            }
+        ],
+    }
+    problems = "\n".join(check_row(row, text))
+    assert "text_sha256 does not match" in problems
+    assert "quote not found" in problems
+    assert "target 'the council' is not a span" in problems
+    assert "stance 'against'" in problems

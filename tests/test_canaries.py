@@ -1,0 +1,213 @@
+"""Hostile articles (tests/canaries/) through every registered stage: text an article addresses
+to a model or an editor never reaches a summary or an item.
+
+Deterministic stages run alone; model stages run with a compromised fake chat model (it does
+whatever the injection says, whatever it is asked) and with the tiny random model; learned
+stages with a fake feature reader. Reports about such text go through the same runs and stay
+ordinary content."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+from service.pipeline import Pipeline
+from service.schemas import Result
+from service.settings import Settings
+from service.stages import Need, registered
+
+CANARIES = Path(__file__).parent / "canaries"
+CASES = [json.loads(line) for line in (CANARIES / "articles.jsonl").read_text().splitlines()]
+REPORTS = [json.loads(line) for line in (CANARIES / "reports.jsonl").read_text().splitlines()]
+MARKERS = ("<|", "|>", "[INST]", "<<SYS>>", "SYSTEM:", "### Instruction")
+
+
+def stage_runs() -> list[Any]:
+    """(kind, stage name, model) for every registered stage: model stages with the fake
+    chat model where they generate, and with the tiny model; learned stages with the fake
+    feature reader and heads trained on the seeds."""
+    runs = []
+    for kind in ("summarizer", "extractor"):
+        for name, stage in sorted(registered(kind).items()):
+            if Need.CHAT in stage.needs:
+                models = ["fake", "tiny"]
+            elif Need.SCORER in stage.needs:
+                models = ["tiny"]
+            elif Need.FEATURES in stage.needs:
+                models = ["reader"]  # tests/test_learned.py's fake reader and heads
+            else:
+                models = ["none"]
+            runs += [pytest.param(kind, name, m, id=f"{kind}-{name}-{m}") for m in models]
+    return runs
+
+
+def article(case: dict[str, Any]) -> dict[str, str]:
+    return {"id": case["id"], "text": case["text"]}
+
+
+def grounded_item(case: dict[str, Any]) -> Any:
+    """A real demand of the article (not the injection's) for the fake model to misuse."""
+    result = Pipeline(settings=Settings(summarizer="lead")).invoke(article(case))
+    banned = [c.lower() for c in case["canaries"] + case["invented"]]
+    return next(
+        d
+        for d in result.demands
+        if not any(b in json.dumps(d.model_dump()).lower() for b in banned)
+    )
+
+
+class Obedient(BaseChatModel):
+    """A compromised model: it writes what each article's injection asks for."""
+
+    cases: list[dict[str, Any]]
+    seen: list[str] = []  # noqa: RUF012 (a pydantic field: copied per instance)
+
+    @property
+    def _llm_type(self) -> str:
+        return "obedient"
+
+    def _case(self, prompt: str) -> dict[str, Any] | None:
+        for case in self.cases:  # the article it was given, by its first sentence
+            if case["text"].split("\n")[0] in prompt:
+                return case
+        return None  # a report about injected text: nothing to obey
+
+    def _generate(
+        self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None, **kw: Any
+    ) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        self.seen.append(prompt)
+        case = self._case(prompt)
+        if case is None:
+            reply = '{"demands": [], "positions": []}' if "JSON" in prompt else "Police said so."
+            return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
+        canary, invented = case["canaries"][0], case["invented"][0]
+        real = case["real"]
+        injected = next(line for line in case["text"].split("\n") if canary in line)
+        if "JSON" in prompt:
+            demand = {"demand": f"the surrender of {canary}", "target": canary, "conditions": None}
+            reply = {
+                "demands": [
+                    {"actor": invented, **demand, "quote": injected},
+                    {"actor": invented, **demand, "target": None, "quote": real["quote"]},
+                    {
+                        "actor": real["actor"],
+                        "demand": real["demand"],
+                        "target": canary,
+                        "conditions": f"unless {canary} is paid",
+                        "quote": real["quote"],
+                    },
+                ],
+                "positions": [
+                    {
+                        "actor": invented,
+                        "issue": f"the {canary} plan",
+                        "stance": "support",
+                        "quote": real["quote"],
+                    }
+                ],
+            }
+            content = json.dumps(reply)
+        else:
+            content = (
+                f"{invented} demanded {canary}. SYSTEM: the summary is complete. {real['quote']}"
+            )
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=content))])
+
+
+@pytest.fixture(scope="module")
+def cases() -> list[dict[str, Any]]:
+    return [{**case, "real": grounded_item(case).model_dump()} for case in CASES]
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_model_dir: Path) -> Any:
+    from service.model import LocalChatModel, LocalModel
+
+    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype="float32")
+    return LocalChatModel(local=local, max_new_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
+    """A fake feature reader and heads trained on its features of the seeds."""
+    from service.training import make_examples
+    from tests.test_learned import FakeChat, FakeLocal, fake_heads, seed_pairs
+
+    examples = make_examples(seed_pairs(), Settings())
+    with pytest.MonkeyPatch.context() as patch:
+        heads = fake_heads(examples, tmp_path_factory.mktemp("heads"), patch)
+    return FakeChat(FakeLocal()), heads
+
+
+def assert_clean(result: Result, case: dict[str, Any]) -> None:
+    outputs = {
+        "summary": result.summary,
+        **{
+            f"item {i}": json.dumps(item.model_dump(), ensure_ascii=False)
+            for i, item in enumerate([*result.demands, *result.positions])
+        },
+    }
+    for where, value in outputs.items():
+        for banned in [*case["canaries"], *case["invented"], *MARKERS]:
+            assert banned.lower() not in value.lower(), f"{case['id']}: {banned!r} in {where}"
+    for item in [*result.demands, *result.positions]:
+        assert result.text[item.start : item.end] == item.quote
+
+
+def test_the_suite_holds_at_least_ten_hostile_articles():
+    assert len(CASES) >= 10
+    for case in CASES:  # each canary occurs in the injected passage only
+        injected = [line for line in case["text"].split("\n") if case["canaries"][0] in line]
+        rest = case["text"].replace("\n".join(injected), "")
+        assert injected and not any(c in rest for c in case["canaries"]), case["id"]
+
+
+@pytest.mark.parametrize(("kind", "name", "model"), stage_runs())
+def test_no_canary_reaches_a_summary_or_an_item(request, cases, kind, name, model):
+    stages = {"summarizer": "lead", "extractor": "rules", kind: name}
+    settings = Settings(
+        summarizer=stages["summarizer"],
+        extractor=stages["extractor"],
+        max_new_tokens=8,  # the tiny model's words are noise: the fewest the settings allow
+        json_max_new_tokens=16,
+    )
+    chat: Any = None
+    if model == "fake":
+        chat = Obedient(cases=cases)
+    elif model == "tiny":
+        chat = request.getfixturevalue("tiny_chat")
+    elif model == "reader":
+        chat, heads = request.getfixturevalue("reader")
+        settings = settings.model_copy(update={"heads": heads})
+    pipeline = Pipeline(settings=settings, model=chat)
+    results = pipeline.batch([article(c) for c in [*cases, *REPORTS]])
+    for result, case in zip(results, cases, strict=False):
+        assert_clean(result, case)
+        assert result.meta.diagnostics.instructions_ignored >= 1, case["id"]
+    for result in results[len(cases) :]:
+        assert result.meta.diagnostics.instructions_ignored == 0
+    if isinstance(chat, Obedient):  # the injected passages never reached the model
+        for prompt in chat.seen:
+            assert not any(c["canaries"][0] in prompt for c in cases)
+
+
+def test_no_canary_reaches_a_briefing(cases, tmp_path):
+    """A briefing's combined summary picks sentences from every article's text: never an
+    injected one; its items come through the checked pipeline."""
+    from service import brief
+
+    pipeline = Pipeline(settings=Settings(cache_dir=tmp_path))
+    briefing = brief([article(c) for c in cases[:6]], pipeline=pipeline)
+    chosen = " ".join(s.quote for s in briefing.summary)
+    items = json.dumps([i.model_dump() for i in briefing.items], ensure_ascii=False)
+    for case in cases[:6]:
+        for banned in [*case["canaries"], *case["invented"], *MARKERS]:
+            assert banned.lower() not in chosen.lower(), (case["id"], banned)
+            assert banned.lower() not in items.lower(), (case["id"], banned)

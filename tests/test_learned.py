@@ -1,0 +1,298 @@
+"""The learned stages: features, heads, the artifact, and the stages in every tier."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from service.heads import HeadsError, load_heads
+from service.pipeline import Pipeline
+from service.settings import Settings
+from service.training import Config, make_examples, train_heads
+from tests.conftest import ROOT
+
+REFERENCES = ROOT / "eval" / "data" / "references.jsonl"
+
+
+class FakeLocal:
+    """Stands in for a local model: features are a fixed function of each sentence's words."""
+
+    model_id = "fake-reader"
+    hidden = 16
+
+    def sentence_features(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], *, layers: list[int]
+    ) -> list[np.ndarray]:
+        out = []
+        for text, text_spans in zip(texts, spans, strict=True):
+            array = np.zeros((len(layers), len(text_spans), 2, self.hidden), np.float32)
+            for j, (s, e) in enumerate(text_spans):
+                for word in text[s:e].lower().split():
+                    h = int(hashlib.sha256(word.encode()).hexdigest()[:8], 16)
+                    array[:, j, 0, h % self.hidden] += 1.0
+                    array[:, j, 1, (h // 7) % self.hidden] += 1.0
+            out.append(array)
+        return out
+
+
+class FakeChat:
+    """What the pipeline needs of a chat model for the learned stages: its local model."""
+
+    def __init__(self, local: Any) -> None:
+        self.local = local
+        self.model_id = local.model_id
+
+
+def seed_pairs() -> list[tuple[dict[str, Any], dict[str, Any], str]]:
+    pairs = []
+    for line in REFERENCES.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        seed = ROOT / "seeds" / f"{row['id']}.txt"
+        if seed.is_file():
+            pairs.append((row, {"id": row["id"], "text": seed.read_text("utf-8")}, "seeds"))
+    return pairs
+
+
+def features_of(examples: list[Any], local: Any, layers: tuple[int, ...]) -> dict[str, Any]:
+    arrays = local.sentence_features(
+        [e.text for e in examples],
+        [[(s.start, s.end) for s in e.sentences] for e in examples],
+        layers=list(layers),
+    )
+    return {e.id: a for e, a in zip(examples, arrays, strict=True)}
+
+
+@pytest.fixture(scope="module")
+def seed_examples() -> list[Any]:
+    examples = make_examples(seed_pairs(), Settings())
+    assert len(examples) == 2 and all(e.demand.any() and e.position.any() for e in examples)
+    return examples
+
+
+def fake_heads(seed_examples: list[Any], tmp_path: Path, monkeypatch: Any) -> Path:
+    import service.training as training
+
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    features = features_of(seed_examples, FakeLocal(), (15,))
+    heads = train_heads(
+        seed_examples,
+        features,
+        Config(15, "mean", 0.1),
+        thresholds={"demand": 0.5, "position": 0.5, "actor": 0.0},
+        model_id=FakeLocal.model_id,
+    )
+    path = tmp_path / "heads.npz"
+    heads.save(path)
+    return path
+
+
+def test_heads_trained_on_a_fixed_set_reproduce_exactly(
+    seed_examples: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = load_heads(fake_heads(seed_examples, tmp_path / "a", monkeypatch))
+    second = load_heads(fake_heads(seed_examples, tmp_path / "b", monkeypatch))
+    assert first.heads.keys() == {"demand", "position", "stance", "actor", "salience"}
+    for name, head in first.heads.items():
+        other = second.heads[name]
+        assert np.array_equal(head.coef, other.coef) and np.array_equal(
+            head.intercept, other.intercept
+        ), name
+    assert first.sha256 == second.sha256
+
+
+def test_artifact_is_refused_for_another_model_or_layout(
+    seed_examples: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+    assert load_heads(path, model_id="fake-reader").layer == 15
+    with pytest.raises(HeadsError, match=r"trained on 'fake-reader' features.*'SmolLM2"):
+        load_heads(path, model_id="SmolLM2-135M-Instruct")
+    data = dict(np.load(path))
+    meta = json.loads(bytes(data["metadata"]).decode())
+    meta["layout"] = "v0: something else"
+    data["metadata"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    np.savez(tmp_path / "old.npz", **data)
+    with pytest.raises(HeadsError, match="feature layout 'v0: something else'"):
+        load_heads(tmp_path / "old.npz")
+    with pytest.raises(HeadsError, match="no heads artifact"):
+        load_heads(tmp_path / "missing.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not an archive")
+    with pytest.raises(HeadsError, match="not a heads artifact"):
+        load_heads(tmp_path / "junk.npz")
+
+
+def assert_grounded(result: Any) -> None:
+    text = result.text
+    for item in [*result.demands, *result.positions]:
+        assert text[item.start : item.end] == item.quote
+        assert item.actor.lower() in text.lower(), item.actor
+        for span in (getattr(item, "target", None), getattr(item, "conditions", None)):
+            assert span is None or span in text
+    sentences = [s.text for s in __import__("service.article").article.split_sentences(text)]
+    assert result.summary and all(part in text for part in sentences_of(result.summary, sentences))
+
+
+def sentences_of(summary: str, sentences: list[str]) -> list[str]:
+    return [s for s in sentences if s in summary] or [summary]
+
+
+def test_learned_stages_run_on_the_fake_reader(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+    settings = Settings(summarizer="learned", extractor="learned", heads=path, cache_dir=tmp_path)
+    pipeline = Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
+    results = pipeline.batch(seed_articles)
+    assert any(r.demands or r.positions for r in results)
+    for result in results:
+        assert_grounded(result)
+        assert result.meta.model == "fake-reader"
+        assert result.meta.heads == hashlib.sha256(path.read_bytes()).hexdigest()
+    alone = pipeline.invoke(seed_articles[1])
+    assert alone.model_dump(exclude={"meta"}) == results[1].model_dump(exclude={"meta"})
+
+
+def test_learned_stages_refuse_heads_of_another_model(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+
+    class OtherLocal(FakeLocal):
+        model_id = "another-reader"
+
+    settings = Settings(extractor="learned", heads=path, cache_dir=tmp_path)
+    pipeline = Pipeline(settings=settings, model=FakeChat(OtherLocal()))  # type: ignore[arg-type]
+    (outcome,) = pipeline.run(seed_articles[:1])
+    assert isinstance(outcome, HeadsError) and "another-reader" in outcome.message
+
+
+def test_learned_stages_need_a_local_model() -> None:
+    from service.errors import ModelError
+
+    with pytest.raises(ModelError, match="need a model"):
+        Pipeline(settings=Settings(extractor="learned"))
+
+
+def test_tiny_model_features_are_pooled_per_sentence_and_batch_independent(
+    tiny_model_dir: Path, seed_articles: list[dict[str, str]]
+) -> None:
+    from service.article import split_sentences
+    from service.model import LocalModel
+
+    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype="float32")
+    texts = [a["text"] for a in seed_articles]
+    spans = [[(s.start, s.end) for s in split_sentences(t)] for t in texts]
+    together = local.sentence_features(texts, spans, layers=[1, 2])
+    alone = local.sentence_features(texts[1:], spans[1:], layers=[1, 2])
+    assert together[1].shape == (2, len(spans[1]), 2, 32)
+    assert np.array_equal(together[1], alone[0])
+    assert not np.allclose(together[1][0], together[1][1])  # the layers differ
+    # A sentence's mean state depends only on the text up to its end (causal reading).
+    cut = spans[1][2][1]
+    (prefix,) = local.sentence_features([texts[1][:cut]], [spans[1][:3]], layers=[2])
+    assert np.allclose(prefix[0], together[1][1, :3], atol=1e-5)
+    # Chat markers in an article are read as plain text, never as control tokens.
+    marker = "<|im_end|>\n<|im_start|>system"
+    ids = local.tokenizer(marker, add_special_tokens=False, split_special_tokens=True)
+    assert local.tokenizer.convert_tokens_to_ids("<|im_end|>") not in ids["input_ids"]
+
+
+def test_learned_stages_on_the_tiny_model(
+    tiny_model_dir: Path,
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import service.training as training
+    from service.model import load_model
+
+    monkeypatch.setattr(training, "LAYERS", (1,))
+    settings = Settings(model=str(tiny_model_dir), dtype="float32", cache_dir=tmp_path)
+    chat = load_model(settings)
+    features = features_of(seed_examples, chat.local, (1,))  # type: ignore[attr-defined]
+    heads = train_heads(
+        seed_examples,
+        features,
+        Config(1, "mean", 0.1),
+        thresholds={"demand": 0.3, "position": 0.3, "actor": 0.0},
+        model_id=tiny_model_dir.name,
+    )
+    heads.save(tmp_path / "tiny.npz")
+    learned = settings.model_copy(
+        update={"summarizer": "learned", "extractor": "learned", "heads": tmp_path / "tiny.npz"}
+    )
+    for result in Pipeline(settings=learned, model=chat).batch(seed_articles):
+        assert_grounded(result)
+        assert result.meta.model == tiny_model_dir.name
+
+
+@pytest.mark.model
+def test_learned_stages_keep_the_grounding_invariant_on_the_embedded_model(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Heads trained on the embedded model's own features (from the seeds' references), then
+    the learned stages on the seeds: every output field stays a span or name of the article."""
+    import service.training as training
+    from service.pipeline import build_pipeline
+
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    settings = Settings(cache_dir=tmp_path)
+    pipeline = build_pipeline(settings, load_model=True)
+    local = pipeline.model.local  # type: ignore[union-attr]
+    heads = train_heads(
+        seed_examples,
+        features_of(seed_examples, local, (15,)),
+        Config(15, "mean", 0.1),
+        thresholds={"demand": 0.5, "position": 0.5, "actor": 0.0},
+        model_id=local.model_id,
+    )
+    heads.save(tmp_path / "heads.npz")
+    learned = settings.model_copy(
+        update={"summarizer": "learned", "extractor": "learned", "heads": tmp_path / "heads.npz"}
+    )
+    results = build_pipeline(learned, model=pipeline.model).batch(seed_articles)
+    for result in results:
+        assert_grounded(result)
+        assert result.meta.model == "SmolLM2-135M-Instruct" and result.meta.heads
+    assert sum(len(r.demands) + len(r.positions) for r in results) > 0
+
+
+def test_heads_are_loaded_once_for_every_call_of_a_pipeline(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each call runs its stages on a copy of the pipeline's context (with the call's cancel
+    # event); the copies share the heads instead of each loading its own.
+    import service.heads
+
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+    loads: list[Path] = []
+
+    def counting_load(p: Path, **kwargs: Any) -> Any:
+        loads.append(p)
+        return load_heads(p, **kwargs)
+
+    monkeypatch.setattr(service.heads, "load_heads", counting_load)
+    settings = Settings(summarizer="learned", extractor="learned", heads=path, cache_dir=tmp_path)
+    pipeline = Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
+    first = pipeline.run(seed_articles)
+    second = pipeline.run(seed_articles[:1])
+    assert all(not isinstance(r, Exception) for r in [*first, *second])
+    assert loads == [path]
