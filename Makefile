@@ -51,6 +51,7 @@ train: model
 bench: model
 	$(BIN)/python -m eval.bench_batch
 	$(BIN)/python -m eval.bench_api --dataset $(DATASET)
+	$(BIN)/python -m eval.bench_load --stages default model
 
 lint: setup
 	$(BIN)/ruff check service eval tests

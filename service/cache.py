@@ -121,7 +121,9 @@ class CachedPipeline:
             options=work.article.options,
         )
 
-    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Outcome]:
+    def run(
+        self, inputs: list[Article | dict[str, Any]], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
         prepared = self.pipeline.prepare(inputs)
         answers: dict[int, Outcome] = {}
         keys: dict[int, str] = {}
@@ -134,7 +136,8 @@ class CachedPipeline:
                     answers[i] = answer
                     self.on_hit(answer)
         todo = [i for i in range(len(prepared)) if i not in answers]
-        for i, outcome in zip(todo, self.pipeline.finish([prepared[i] for i in todo]), strict=True):
+        fresh = self.pipeline.finish([prepared[i] for i in todo], cancel=cancel)
+        for i, outcome in zip(todo, fresh, strict=True):
             answers[i] = outcome
             if isinstance(outcome, Result):
                 self._put(keys[i], outcome)

@@ -37,6 +37,13 @@ class ModelError(StandpointError):
     status_code = 503
 
 
+class Cancelled(StandpointError):
+    """Every request waiting for this work has gone (deadline passed or client hung up), so
+    the work stopped between steps; nobody reads this error."""
+
+    status_code = 499
+
+
 def shorten(text: object, limit: int = 60) -> str:
     """``text`` for one line of a message: cut to ``limit`` characters, saying how long it was."""
     text = str(text)

@@ -124,6 +124,7 @@ class ModelJson(Extractor):
     needs = frozenset({Need.CHAT})
     prompts = ("extract",)
     uses_model = True
+    batched = True
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         prompt = ctx.prompts["extract"]

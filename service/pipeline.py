@@ -1,16 +1,23 @@
 """Article -> Result: prepare, summarize, extract (grounded), result. One LangChain runnable.
 
 The stages are registered units (``service.stages``); the pipeline composes the summarizer and
-the extractor the settings name, runs each over all articles of a call at once (so model work
-batches across articles), and gives each article its own share of a stage's time. Caching,
+the extractor the settings name and runs each over the articles of a call. ``meta.timings_ms``
+is each article's own time: a stage that works article by article is timed per article; a
+``batched`` stage (model-write, model-json) runs over all articles at once so model calls batch
+across them, and an article's time is its share of each batched model call, in proportion to the
+tokens it put through the model, plus its share of the stage's remaining (per-article, non-model)
+time in proportion to its length. ``finish`` stops between articles and between decoding steps
+once its ``cancel`` event is set (the API sets it when every waiting client has gone). Caching,
 metrics and the CLI sit outside: ``build_pipeline`` is the one place a pipeline is made from
 settings, and ``service.cache.CachedPipeline`` wraps it with the result cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -94,7 +101,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
 
     @property
     def settings_key(self) -> str:
-        """The settings that change results, for cache keys."""
+        """The settings that change results, for cache keys.
+
+        With a model, that includes the dtype: bfloat16 and float32 give different output, and
+        in bfloat16 an article's output can also change with its batch mates (a near tie of
+        two tokens resolved differently; see ``LocalModel.generate``). Batch mates cannot be
+        part of a key: in bfloat16, an article answered from the cache gets the answer of
+        whichever batch computed it.
+        """
         s = self.settings
         parts = (
             RESULT_FORMAT,
@@ -104,6 +118,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
+            *([s.dtype] if self.uses_model else []),
             self.heads_sha or "",
             f"checks@{CHECKS_VERSION}",
         )
@@ -141,27 +156,38 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         return results
 
     # The stages ---------------------------------------------------------------------------
-    def run(self, inputs: list[Article | dict[str, Any]]) -> list[Outcome]:
+    def run(
+        self, inputs: list[Article | dict[str, Any]], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
         """Results in input order; an article that fails yields its error instead."""
-        return self.finish(self.prepare(inputs))
+        return self.finish(self.prepare(inputs), cancel=cancel)
 
     def prepare(self, inputs: list[Article | dict[str, Any]]) -> list[Work | StandpointError]:
         """Each input validated, cleaned and split, or the error that stops it."""
         return [self._prepare(item) for item in inputs]
 
-    def finish(self, prepared: list[Work | StandpointError]) -> list[Outcome]:
-        """Summarize and extract the prepared articles (errors pass through), in order."""
+    def finish(
+        self, prepared: list[Work | StandpointError], *, cancel: threading.Event | None = None
+    ) -> list[Outcome]:
+        """Summarize and extract the prepared articles (errors pass through), in order.
+
+        Once ``cancel`` is set the work stops at the next step and every article of the call
+        gets a ``Cancelled`` error.
+        """
         live = [w for w in prepared if isinstance(w, Work)]
-        answers = self._finish(live)
+        ctx = dataclasses.replace(self.context, cancel=cancel)
+        answers = self._finish(live, ctx)
         return [answers[id(w)] if isinstance(w, Work) else w for w in prepared]
 
-    def _finish(self, works: list[Work]) -> dict[int, Outcome]:
+    def _finish(self, works: list[Work], ctx: StageContext) -> dict[int, Outcome]:
         """Each work's result or error, by ``id(work)``. When the stages fail on a batch of
         articles, each is run again alone, so an article that breaks a stage fails alone."""
         try:
-            self._timed(works, "summary_ms", self.summarizer, lambda w: w.article.options.summary)
-            self._timed(works, "extract_ms", self.extractor, lambda w: w.article.options.extraction)
-        except StandpointError as exc:  # the configuration is unusable: every article fails
+            summarize = [w for w in works if w.article.options.summary]
+            self._timed(ctx, summarize, "summary_ms", self.summarizer)
+            extract = [w for w in works if w.article.options.extraction]
+            self._timed(ctx, extract, "extract_ms", self.extractor)
+        except StandpointError as exc:  # unusable configuration, or cancelled: every article
             return {id(w): exc for w in works}
         except Exception as exc:
             if len(works) > 1:
@@ -171,16 +197,16 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
                     type(exc).__name__,
                     exc,
                 )
-                return {id(w): self._alone(w) for w in works}
+                return {id(w): self._alone(w, ctx) for w in works}
             logger.exception("article %r failed", works[0].article.id if works else None)
             return {id(w): self._failure(exc, w) for w in works}
         return {id(w): self._result(w) for w in works}
 
-    def _alone(self, work: Work) -> Outcome:
+    def _alone(self, work: Work, ctx: StageContext) -> Outcome:
         fresh = self._prepare(work.article)  # from the start: the failed run left partial state
         if not isinstance(fresh, Work):
             return fresh
-        return self._finish([fresh])[id(fresh)]
+        return self._finish([fresh], ctx)[id(fresh)]
 
     def _failure(self, exc: Exception, work: Work) -> StandpointError:
         """The error an article gets when a stage raised on it alone: the model's failure
@@ -194,24 +220,32 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             article_id=work.article.id,
         )
 
-    def _timed(self, works: list[Work], key: str, stage: Stage, wanted: Any) -> None:
-        """Run a stage on the articles that want it, then the checks on what it made
-        (``service.checks``: every stage gets them); each article gets its share of the time,
-        in proportion to its length (the stages' cost grows with the text)."""
-        chosen = [w for w in works if wanted(w)]
-        if not chosen:
+    @staticmethod
+    def _timed(ctx: StageContext, works: list[Work], key: str, stage: Stage) -> None:
+        """Run a stage on the articles, then the checks on what it made (``service.checks``:
+        every stage gets them); each article's ``timings[key]`` gets its own time."""
+        if not stage.batched:
+            for w in works:
+                ctx.check_cancelled()
+                started = time.perf_counter()
+                stage.run([w], ctx)
+                _check(stage, w, ctx.settings)
+                w.timings[key] += (time.perf_counter() - started) * 1000
             return
+        if not works:
+            return
+        ctx.check_cancelled()
+        before = [w.model_ms for w in works]
         started = time.perf_counter()
-        stage.run(chosen, self.context)
-        for w in chosen:
-            if stage.kind == "summarizer":
-                check_summary(w, wanted=w.sentences_wanted(self.settings))
-            else:
-                check_items(w)
+        stage.run(works, ctx)
+        for w in works:
+            _check(stage, w, ctx.settings)
         elapsed = (time.perf_counter() - started) * 1000
-        total = sum(len(w.text) for w in chosen) or 1
-        for w in chosen:
-            w.timings[key] += elapsed * len(w.text) / total
+        own = [w.model_ms - b for w, b in zip(works, before, strict=True)]
+        rest = max(0.0, elapsed - sum(own))
+        length = sum(len(w.text) for w in works) or 1
+        for w, model_ms in zip(works, own, strict=True):
+            w.timings[key] += model_ms + rest * len(w.text) / length
 
     def _prepare(self, item: Article | dict[str, Any]) -> Work | StandpointError:
         started = time.perf_counter()
@@ -274,6 +308,14 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             warnings=w.warnings,
             meta=meta,
         )
+
+
+def _check(stage: Stage, work: Work, settings: Settings) -> None:
+    """The checks of ``service.checks`` on what ``stage`` made for ``work``."""
+    if stage.kind == "summarizer":
+        check_summary(work, wanted=work.sentences_wanted(settings))
+    else:
+        check_items(work)
 
 
 def build_pipeline(

@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "standpoint")
-    dtype: Literal["bfloat16", "float32"] = "bfloat16"
+    # float32: an article's output is the same alone as in any batch; bfloat16 halves the
+    # weights' memory, but its rounding lets batch mates change the output (service.model)
+    dtype: Literal["bfloat16", "float32"] = "float32"
     threads: int | None = Field(default=None, ge=1)
 
     heads: Path | None = None  # trained heads artifact; default: the one in the package

@@ -23,6 +23,8 @@ are never in ``Work.sentences``; items and summaries are checked after the stage
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -31,7 +33,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from langchain_core.messages import BaseMessage
 
 from service.article import Sentence
-from service.errors import ModelError
+from service.errors import Cancelled, ModelError
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -71,6 +73,7 @@ class Work:
     prompt_tokens: int = 0
     generated_tokens: int = 0
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    model_ms: float = 0.0  # this article's share of the batched model calls so far
 
     @property
     def news_text(self) -> str:
@@ -86,13 +89,19 @@ class Work:
 
 
 class Stage:
-    """Base of summarizers and extractors. Subclasses set ``name`` and implement ``run``."""
+    """Base of summarizers and extractors. Subclasses set ``name`` and implement ``run``.
+
+    The pipeline hands a stage one article at a time and measures each article's time,
+    unless the stage sets ``batched``: then it gets all articles of a call at once (to batch
+    model calls across them), and each article's time is its share (see ``Pipeline``).
+    """
 
     kind: ClassVar[StageKind]
     name: ClassVar[str]
     needs: ClassVar[frozenset[Need]] = frozenset()
     prompts: ClassVar[tuple[str, ...]] = ()
     uses_model: ClassVar[bool] = False  # results depend on the model (meta.model names it)
+    batched: ClassVar[bool] = False  # run on all articles of a call at once
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         raise NotImplementedError
@@ -148,18 +157,26 @@ class StageContext:
     settings: Settings
     model: BaseChatModel | None
     prompts: dict[str, Prompt]
-    _heads: Heads | None = None
+    cancel: threading.Event | None = None  # set when nobody waits for this call's results any more
+    # The loaded heads, in a box: the copy a pipeline makes for each call (with the call's
+    # ``cancel``) shares the box, so the heads are loaded once per pipeline, not per call.
+    _heads: list[Heads] = field(default_factory=list)
+
+    def check_cancelled(self) -> None:
+        """Raise ``Cancelled`` if the call's results are no longer wanted (between steps)."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("stopped: every request waiting for this work has gone")
 
     @property
     def heads(self) -> Heads:
         """The trained heads (``STANDPOINT_HEADS``, else the packaged artifact), loaded once
         and refused unless they were trained on this model's features."""
-        if self._heads is None:
+        if not self._heads:
             from service.heads import DEFAULT_HEADS, load_heads
 
             path = self.settings.heads or DEFAULT_HEADS
-            self._heads = load_heads(path, model_id=str(self.local.model_id))
-        return self._heads
+            self._heads.append(load_heads(path, model_id=str(self.local.model_id)))
+        return self._heads[0]
 
     @property
     def local(self) -> Any:
@@ -176,18 +193,27 @@ class StageContext:
         schemas: list[dict[str, Any]] | None = None,
         **kwargs: Any,
     ) -> list[str]:
-        """Replies for many conversations, batched; ``schemas`` constrain each reply's JSON."""
+        """Replies for many conversations, batched; ``schemas`` constrain each reply's JSON.
+
+        Each batched call's time is shared among its conversations in proportion to the tokens
+        each put through the model (prompt + generated), added to their article's ``model_ms``.
+        A local model stops between decoding steps once ``cancel`` is set.
+        """
         if not jobs:
             return []
         if self.model is None:
             raise ModelError("this stage needs a model; none was given")
         local = hasattr(self.model, "local")
-        if not local:
+        if local:
+            kwargs["cancel"] = self.cancel
+        else:
             kwargs.pop("max_new_tokens", None)
         texts = []
         size = self.settings.batch_size
         for i in range(0, len(jobs), size):
+            self.check_cancelled()
             group = jobs[i : i + size]
+            started = time.perf_counter()
             group_schemas = schemas[i : i + size] if schemas else None
             if group_schemas is None:
                 replies = self.model.batch([m for _, m in group], **kwargs)
@@ -200,11 +226,19 @@ class StageContext:
                     self.model.invoke(m, response_format=_response_format(s), **kwargs)
                     for (_, m), s in zip(group, group_schemas, strict=True)
                 ]
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            tokens = []
             for (w, _), reply in zip(group, replies, strict=True):
                 usage = getattr(reply, "usage_metadata", None) or {}
-                w.prompt_tokens += int(usage.get("input_tokens", 0))
-                w.generated_tokens += int(usage.get("output_tokens", 0))
+                read = int(usage.get("input_tokens", 0))
+                written = int(usage.get("output_tokens", 0))
+                w.prompt_tokens += read
+                w.generated_tokens += written
+                tokens.append(read + written)
                 texts.append(str(reply.content))
+            total = sum(tokens)
+            for (w, _), n in zip(group, tokens, strict=True):
+                w.model_ms += elapsed_ms * (n / total if total else 1 / len(group))
         return texts
 
     def count_tokens(self, text: str) -> int:

@@ -166,6 +166,7 @@ class ModelWrite(Summarizer):
     needs = frozenset({Need.CHAT, Need.EMBEDDER})
     prompts = ("summarize",)
     uses_model = True
+    batched = True
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         jobs: list[tuple[Work, list[BaseMessage]]] = []

@@ -270,3 +270,29 @@ def test_learned_stages_keep_the_grounding_invariant_on_the_embedded_model(
         assert_grounded(result)
         assert result.meta.model == "SmolLM2-135M-Instruct" and result.meta.heads
     assert sum(len(r.demands) + len(r.positions) for r in results) > 0
+
+
+def test_heads_are_loaded_once_for_every_call_of_a_pipeline(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each call runs its stages on a copy of the pipeline's context (with the call's cancel
+    # event); the copies share the heads instead of each loading its own.
+    import service.heads
+
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+    loads: list[Path] = []
+
+    def counting_load(p: Path, **kwargs: Any) -> Any:
+        loads.append(p)
+        return load_heads(p, **kwargs)
+
+    monkeypatch.setattr(service.heads, "load_heads", counting_load)
+    settings = Settings(summarizer="learned", extractor="learned", heads=path, cache_dir=tmp_path)
+    pipeline = Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
+    first = pipeline.run(seed_articles)
+    second = pipeline.run(seed_articles[:1])
+    assert all(not isinstance(r, Exception) for r in [*first, *second])
+    assert loads == [path]

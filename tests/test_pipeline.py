@@ -258,3 +258,100 @@ def test_a_loaded_but_unused_model_is_not_credited_and_shares_the_cache(seed_art
     )
     assert without.run(seed_articles[:1])[0] == first and len(cache) == 1
     assert hits == [seed_articles[0]["id"]]
+
+
+def test_timings_are_each_articles_own_where_a_stage_runs_article_by_article(seed_articles):
+    """A per-article stage is timed per article: a short but slow article is not given a
+    length-proportional slice of its batch mates' time."""
+    import time
+
+    from service.stages import Summarizer
+
+    class Uneven(Summarizer):
+        name = "test-uneven"
+
+        def run(self, works, ctx):
+            for w in works:
+                time.sleep(0.3 if w.article.id == "slow" else 0.0)
+                w.summary = w.sentences[0].text
+
+    pipeline = Pipeline(settings=Settings())
+    pipeline.summarizer = Uneven()
+    slow, fast = pipeline.batch(
+        [{"id": "slow", "text": "The union demanded a raise."}, seed_articles[0]]
+    )
+    assert slow.meta.timings_ms["summary_ms"] >= 300
+    assert fast.meta.timings_ms["summary_ms"] < 100
+
+
+def test_a_batched_model_call_is_shared_by_the_tokens_each_article_used():
+    """A batched stage's model time goes to each article in proportion to its tokens
+    (prompt + generated), not to its text length: here equal lengths, 9:1 tokens."""
+    import time
+
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import AIMessage
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    class Metered(BaseChatModel):
+        @property
+        def _llm_type(self) -> str:
+            return "metered"
+
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            tokens = 900 if "heavy" in str(messages[-1].content) else 100
+            time.sleep(0.2)
+            usage = {"input_tokens": tokens, "output_tokens": 0, "total_tokens": tokens}
+            reply = AIMessage(content="The union demanded a raise.", usage_metadata=usage)
+            return ChatResult(generations=[ChatGeneration(message=reply)])
+
+    settings = Settings(summarizer="model-write")
+    pipeline = Pipeline(settings=settings, model=Metered())
+    articles = [
+        {"id": "h", "text": "The union demanded a raise, heavy."},
+        {"id": "l", "text": "The union demanded a raise, light."},
+    ]
+    # model-write checks its sentences by embedding; the first run loads the embedding model
+    # (seconds, once a process) and embeds these texts. That is no model call's time and is
+    # shared by length, so it would drown the 9:1: the second run is the one measured.
+    pipeline.batch(articles)
+    heavy, light = pipeline.batch(articles)
+    h, li = heavy.meta.timings_ms["summary_ms"], light.meta.timings_ms["summary_ms"]
+    assert h > 5 * li, (h, li)
+    assert h + li >= 200
+
+
+def test_model_results_are_cached_per_dtype_and_model_free_ones_are_not(seed_articles, tmp_path):
+    """bfloat16 and float32 give different model output (and bfloat16's can vary with batch
+    mates), so they never share a cache entry; stages without a model ignore the dtype."""
+    from service.cache import CachedPipeline, ResultCache
+
+    cache = ResultCache(tmp_path / "results.sqlite")
+    for dtype in ("float32", "bfloat16"):
+        model = FakeListChatModel(responses=[f"The union demanded a raise ({dtype})."])
+        settings = Settings(summarizer="model-write", dtype=dtype)
+        CachedPipeline(Pipeline(settings=settings, model=model), cache).run(seed_articles[:1])
+    assert len(cache) == 2
+    for dtype in ("float32", "bfloat16"):
+        CachedPipeline(Pipeline(settings=Settings(dtype=dtype)), cache).run(seed_articles[:1])
+    assert len(cache) == 3
+
+
+def test_a_new_checks_version_misses_the_cache_at_every_dtype(seed_articles, tmp_path, monkeypatch):
+    """The key holds both the dtype (model stages) and the checks version: results made under
+    older checks are never served, whatever the dtype."""
+    import service.pipeline
+    from service.cache import CachedPipeline, ResultCache
+
+    cache = ResultCache(tmp_path / "results.sqlite")
+
+    def run(settings: Settings, model: FakeListChatModel | None = None) -> None:
+        CachedPipeline(Pipeline(settings=settings, model=model), cache).run(seed_articles[:1])
+
+    for version in ("1", "2"):
+        monkeypatch.setattr(service.pipeline, "CHECKS_VERSION", version)
+        for dtype in ("float32", "bfloat16"):
+            model = FakeListChatModel(responses=["The union demanded a raise."])
+            run(Settings(summarizer="model-write", dtype=dtype), model)
+        run(Settings())
+    assert len(cache) == 6  # 2 versions x (2 dtypes with a model + 1 without)
