@@ -53,7 +53,14 @@ logger = logging.getLogger(__name__)
 
 LAYERS = (9, 12, 15)
 POOLINGS = ("mean", "last")
-C_GRID = (0.01, 0.1, 1.0)
+# Selection is in three steps: every layer and pooling at FIRST_C, then the other values of
+# C_GRID at the winner (both by the sentence heads' cross-validated scores), then the salience
+# head's own C from SALIENCE_C_GRID by its cross-validated oracle recall. (On the 152 articles,
+# C=0.01 beat 0.1 and 1.0 at all 6 layer/pooling pairs, and layer 15 mean won at each C;
+# C=1.0 fits were the slowest.)
+FIRST_C = 0.01
+C_GRID = (0.001, 0.003, 0.01, 0.03)
+SALIENCE_C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
 N_FOLDS = 5
 SEED = 0
 SUMMARY_ONLY = ("qags_cnn_dev",)  # CNN/DM articles with highlights but no item annotations
@@ -122,7 +129,9 @@ def make_examples(
     from service.grounding import locate_quote
     from service.pipeline import Pipeline
 
-    prepare = Pipeline(settings=settings.model_copy(update={"summarizer": "lead"}))
+    prepare = Pipeline(
+        settings=settings.model_copy(update={"summarizer": "lead", "extractor": "rules"})
+    )
     examples = []
     for row, source, dataset in pairs:
         highlight = source.get("reference_summary")
@@ -225,7 +234,8 @@ def model_features(
     """``[layers, sentences, 2, hidden]`` per article id, from the disk cache or the model."""
     from tqdm import tqdm
 
-    folder = cache_dir / "features" / model_id / "-".join(map(str, LAYERS))
+    dtype = str(local.model.dtype).removeprefix("torch.")  # features differ by dtype
+    folder = cache_dir / "features" / model_id / dtype / "-".join(map(str, LAYERS))
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, np.ndarray] = {}
     for e in tqdm(examples, desc="features", unit="article", file=sys.stderr):
@@ -285,6 +295,7 @@ class Config:
     layer: int
     pooling: str
     c: float
+    salience_c: float | None = None  # None: c
 
 
 def train_heads(
@@ -315,7 +326,8 @@ def train_heads(
     summary = [e for e in examples if e.summary.strip()]
     sx = np.concatenate([matrix(e, features, config.layer, config.pooling) for e in summary])
     sy = np.concatenate([e.oracle for e in summary]).astype(int)
-    heads["salience"] = fit(sx, sy, c=config.c, classes=["no", "salient"])
+    salience_c = config.c if config.salience_c is None else config.salience_c
+    heads["salience"] = fit(sx, sy, c=salience_c, classes=["no", "salient"])
     result = Heads(
         model_id=model_id,
         layer=config.layer,
@@ -401,17 +413,67 @@ def choose_config(
     examples: list[Example], features: dict[str, np.ndarray]
 ) -> tuple[Config, list[dict[str, Any]]]:
     """Layer, pooling and C by cross-validated sentence-level F1 (demand and position heads
-    at the F1-best cut of the pooled out-of-fold scores) and stance accuracy."""
+    at the F1-best cut of the pooled out-of-fold scores) and stance accuracy: every layer and
+    pooling at ``FIRST_C``, then the rest of ``C_GRID`` at the best of those."""
+    from tqdm import tqdm
+
     annotated = [e for e in examples if e.reference is not None]
     table: list[dict[str, Any]] = []
+    steps = len(LAYERS) * len(POOLINGS) + len(C_GRID) - 1 + len(SALIENCE_C_GRID)
+    progress = tqdm(total=steps, desc="selection", unit="config", file=sys.stderr)
+
+    def score(config: Config) -> None:
+        scores = _sentence_cv(annotated, features, config)
+        table.append({"layer": config.layer, "pooling": config.pooling, "c": config.c, **scores})
+        logger.info("%s: %s", config, scores)
+        progress.update()
+
+    def best() -> Config:
+        row = max(table, key=lambda r: r["demand_f1"] + r["position_f1"] + r["stance_accuracy"])
+        return Config(int(row["layer"]), str(row["pooling"]), float(row["c"]))
+
     for layer in LAYERS:
         for pooling in POOLINGS:
-            for c in C_GRID:
-                scores = _sentence_cv(annotated, features, Config(layer, pooling, c))
-                table.append({"layer": layer, "pooling": pooling, "c": c, **scores})
-                logger.info("layer %d %s C=%g: %s", layer, pooling, c, scores)
-    best = max(table, key=lambda r: r["demand_f1"] + r["position_f1"] + r["stance_accuracy"])
-    return Config(int(best["layer"]), str(best["pooling"]), float(best["c"])), table
+            score(Config(layer, pooling, FIRST_C))
+    first = best()
+    for c in C_GRID:
+        if c != FIRST_C:
+            score(Config(first.layer, first.pooling, c))
+    chosen = best()
+    recall = {}
+    for c in SALIENCE_C_GRID:
+        recall[c] = _salience_cv(examples, features, chosen, c)
+        table.append({"layer": chosen.layer, "pooling": chosen.pooling, "salience_c": c,
+                      "salience_recall": recall[c]})  # fmt: skip
+        progress.update()
+    progress.close()
+    chosen.salience_c = max(SALIENCE_C_GRID, key=lambda c: recall[c])
+    return chosen, table
+
+
+def _salience_cv(
+    examples: list[Example], features: dict[str, np.ndarray], config: Config, c: float
+) -> float:
+    """Mean share of an article's oracle sentences among the salience head's top three
+    (out of fold), over the articles that have a reference summary."""
+    summary = [e for e in examples if e.summary.strip() and e.oracle.any()]
+    shares = []
+    for fold in range(N_FOLDS):
+        train = [e for e in summary if e.fold != fold]
+        x = np.concatenate([matrix(e, features, config.layer, config.pooling) for e in train])
+        y = np.concatenate([e.oracle for e in train]).astype(int)
+        head = fit(x, y, c=c, classes=["no", "salient"])
+        for e in (e for e in summary if e.fold == fold):
+            p = head.proba(matrix(e, features, config.layer, config.pooling))[:, 1]
+            body = [i for i, s in enumerate(e.sentences) if _summary_candidate(s)]
+            top = sorted(body, key=lambda i: (-p[i], i))[:ORACLE_SENTENCES]
+            shares.append(float(e.oracle[top].sum()) / float(e.oracle.sum()))
+    return round(float(np.mean(shares)), 4)
+
+
+def _summary_candidate(sentence: Sentence) -> bool:
+    """A sentence the learned summarizer may pick (the same rule as in cross_validate)."""
+    return not sentence.is_heading and len(sentence.text.split()) >= 5
 
 
 def _sentence_cv(
@@ -464,7 +526,9 @@ def cross_validate(
     settings = Settings(summarizer="lead", extractor="rules")
     ctx = StageContext(settings=settings, model=None, prompts={})
     oof_thresholds: list[dict[str, float]] = []
-    for fold in range(N_FOLDS):
+    from tqdm import tqdm
+
+    for fold in tqdm(range(N_FOLDS), desc="cross-validation", unit="fold", file=sys.stderr):
         train = [e for e in examples if e.fold != fold]
         held = [e for e in examples if e.fold == fold]
         heads = train_heads(train, features, config, model_id=model_id)
@@ -496,7 +560,7 @@ def cross_validate(
                             counts[(group, system, kind)].append(value)
             if e.summary.strip():
                 k = 3
-                body = [s for s in e.sentences if not s.is_heading and len(s.text.split()) >= 5]
+                body = [s for s in e.sentences if _summary_candidate(s)]
                 score = dict(zip(e.sentences, salience(heads, x), strict=True))
                 learned = sorted(
                     sorted(body, key=lambda s: (-score[s], s.start))[:k], key=lambda s: s.start
@@ -539,9 +603,58 @@ def cross_validate(
             "ci": _bootstrap(values),
             "n": len(values),
         }
+    differences: dict[str, Any] = defaultdict(dict)
+    for group in extraction:
+        learned_rows, rules_rows = (_strict_counts(counts, group, s) for s in ("learned", "rules"))
+        differences[group]["items F1 (kind-strict): learned - rules"] = _paired_difference(
+            len(learned_rows),
+            lambda idx, a=learned_rows, b=rules_rows: _f1_at(a, idx) - _f1_at(b, idx),
+        )
+    for group in summaries_report:
+        for other in ("lead3", "centrality"):
+            pairs = np.array(rouge[(group, "learned")]) - np.array(rouge[(group, other)])
+            differences[group][f"ROUGE-Lsum: learned - {other}"] = _paired_difference(
+                len(pairs), lambda idx, pairs=pairs: float(pairs[idx].mean())
+            )
     thresholds = {k: float(np.mean([t[k] for t in oof_thresholds])) for k in ("demand", "position")}
     thresholds["actor"] = 0.0
-    return {"extraction": dict(extraction), "summaries": dict(summaries_report)}, thresholds
+    report = {
+        "extraction": dict(extraction),
+        "summaries": dict(summaries_report),
+        "differences": dict(differences),
+    }
+    return report, thresholds
+
+
+def _strict_counts(
+    counts: dict[tuple[str, str, str], list[dict[str, float]]], group: str, system: str
+) -> np.ndarray:
+    """Per article ``[tp, fp, fn]`` of demands plus stance-strict positions."""
+    demands, positions = (
+        counts[(group, system, "demands")],
+        counts[(group, system, "positions_strict")],
+    )
+    return np.array(
+        [[d[k] + p[k] for k in ("tp", "fp", "fn")] for d, p in zip(demands, positions, strict=True)]
+    )
+
+
+def _f1_at(rows: np.ndarray, idx: np.ndarray) -> float:
+    tp, fp, fn = rows[idx].sum(axis=0)
+    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+
+
+def _paired_difference(n: int, statistic: Any) -> dict[str, Any]:
+    """A statistic of the same articles under two systems, with a 95% bootstrap CI that
+    resamples articles (both systems get the same resample)."""
+    rng = np.random.default_rng(SEED)
+    every = np.arange(n)
+    samples = [statistic(rng.choice(every, n)) for _ in range(1000)]
+    return {
+        "difference": round(float(statistic(every)), 4),
+        "ci": [round(float(np.percentile(samples, q)), 4) for q in (2.5, 97.5)],
+        "n": n,
+    }
 
 
 def _prf(tp: float, fp: float, fn: float) -> dict[str, float]:
@@ -618,7 +731,13 @@ def train(
             "position": int(sum(e.position.sum() for e in annotated)),
             "stance": dict(Counter(s for e in annotated for s in e.stance if s)),
         },
-        "config": {"layer": config.layer, "pooling": config.pooling, "c": config.c},
+        "config": {
+            "layer": config.layer,
+            "pooling": config.pooling,
+            "c": config.c,
+            "salience_c": config.c if config.salience_c is None else config.salience_c,
+        },
+        "dtype": str(local.model.dtype).removeprefix("torch."),
         "selection": selection,
         "cv": cv,
         "seconds": round(time.perf_counter() - started, 1),
@@ -646,7 +765,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [
         f"heads: {report['path']} (sha256 {report['sha256'][:12]}), "
         f"layer {report['config']['layer']} {report['config']['pooling']} "
-        f"C={report['config']['c']}, {report['articles']} annotated "
+        f"C={report['config']['c']} (salience C={report['config']['salience_c']}), "
+        f"{report['articles']} annotated "
         f"articles, {report['summary_articles']} with summaries, {report['seconds']} s",
         "",
     ]
@@ -655,10 +775,20 @@ def render(report: dict[str, Any]) -> str:
             "| layer | pooling | C | demand F1 | position F1 | stance acc |",
             "|---|---|---|---|---|---|",
         ]
-        for r in report["selection"]:
+        for r in (r for r in report["selection"] if "demand_f1" in r):
             lines.append(
                 f"| {r['layer']} | {r['pooling']} | {r['c']} | {r['demand_f1']:.3f} | "
                 f"{r['position_f1']:.3f} | {r['stance_accuracy']:.3f} |"
+            )
+        lines += [
+            "",
+            "| layer | pooling | salience C | oracle sentences in the top 3 |",
+            "|---|---|---|---|",
+        ]
+        for r in (r for r in report["selection"] if "salience_recall" in r):
+            lines.append(
+                f"| {r['layer']} | {r['pooling']} | {r['salience_c']} | "
+                f"{r['salience_recall']:.3f} |"
             )
         lines.append("")
     lines += [
@@ -681,6 +811,19 @@ def render(report: dict[str, Any]) -> str:
                 f"| {group} | {name} | {s['n']} | {s['rougeLsum']:.3f} | "
                 f"[{s['ci'][0]:.3f}, {s['ci'][1]:.3f}] |"
             )
+    lines += [
+        "",
+        "Paired differences (the same held-out articles; 95% CI from 1,000 resamples of articles):",
+        "",
+        "| articles | difference | value | 95% CI |",
+        "|---|---|---|---|",
+    ]
+    for group, rows in sorted(report["cv"].get("differences", {}).items()):
+        for name, d in rows.items():
+            lines.append(
+                f"| {group} | {name} | {d['difference']:+.3f} | "
+                f"[{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}] |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -698,7 +841,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", type=Path, help="also write the report (Markdown) here")
     parser.add_argument(
         "--config",
-        help="LAYER,POOLING,C to skip the selection (e.g. 15,mean,0.1)",
+        help="LAYER,POOLING,C[,SALIENCE_C] to skip the selection (e.g. 15,mean,0.003,0.001)",
     )
     parser.add_argument("--model", help="embedded, a model folder, or a .gguf file")
 
@@ -709,10 +852,14 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     config = None
     if args.config:
-        layer, pooling, c = args.config.split(",")
-        if int(layer) not in LAYERS or pooling not in POOLINGS:
-            raise InputError(f"--config: layer one of {LAYERS}, pooling one of {POOLINGS}")
-        config = Config(int(layer), pooling, float(c))
+        parts = args.config.split(",")
+        if len(parts) not in (3, 4) or int(parts[0]) not in LAYERS or parts[1] not in POOLINGS:
+            raise InputError(
+                f"--config: LAYER,POOLING,C[,SALIENCE_C] with a layer in {LAYERS} and a pooling "
+                f"in {POOLINGS}"
+            )
+        salience = float(parts[3]) if len(parts) == 4 else None
+        config = Config(int(parts[0]), parts[1], float(parts[2]), salience)
     report = train(
         annotations=args.annotations,
         data_dir=args.data_dir,

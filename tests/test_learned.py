@@ -296,3 +296,46 @@ def test_heads_are_loaded_once_for_every_call_of_a_pipeline(
     second = pipeline.run(seed_articles[:1])
     assert all(not isinstance(r, Exception) for r in [*first, *second])
     assert loads == [path]
+
+
+@pytest.mark.model
+def test_the_default_is_the_learned_stages_with_the_packaged_heads(
+    seed_articles: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No stage settings at all: the learned stages read the embedded model with the heads
+    shipped in the package, which were trained on its features at the default dtype."""
+    from service.heads import DEFAULT_HEADS
+    from service.pipeline import build_pipeline
+
+    monkeypatch.delenv("STANDPOINT_SUMMARIZER", raising=False)
+    monkeypatch.delenv("STANDPOINT_EXTRACTOR", raising=False)
+    settings = Settings(cache_path=tmp_path / "results.sqlite")
+    assert (settings.summarizer, settings.extractor) == ("learned", "learned")
+    heads = load_heads(DEFAULT_HEADS, model_id="SmolLM2-135M-Instruct")
+    assert heads.metadata["dtype"] == settings.dtype
+    assert heads.metadata["articles"] >= 150
+    results = build_pipeline(settings).batch(seed_articles)
+    for result in results:
+        assert_grounded(result)
+        assert result.meta.model == "SmolLM2-135M-Instruct"
+        assert result.meta.heads == hashlib.sha256(DEFAULT_HEADS.read_bytes()).hexdigest()
+        assert len(result.summary.split()) >= 20
+    assert sum(len(r.demands) + len(r.positions) for r in results) >= 4
+
+
+def test_the_salience_head_has_its_own_regularisation(
+    seed_examples: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import service.training as training
+
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    features = features_of(seed_examples, FakeLocal(), (15,))
+    fixed = {"demand": 0.5, "position": 0.5, "actor": 0.0}
+
+    def heads(config: Config) -> Any:
+        return train_heads(seed_examples, features, config, thresholds=fixed, model_id="fake")
+
+    same, own = heads(Config(15, "mean", 0.1)), heads(Config(15, "mean", 0.1, salience_c=0.001))
+    assert np.array_equal(same.heads["demand"].coef, own.heads["demand"].coef)
+    shrunk = np.abs(own.heads["salience"].coef).sum()
+    assert 0 < shrunk < 0.5 * np.abs(same.heads["salience"].coef).sum()
