@@ -53,6 +53,7 @@ SYSTEMS = (
     "embed-centrality",
     "pipeline:lead+rules",
     "pipeline:centrality+rules",
+    "pipeline:learned+learned",
     "pipeline:model-rank+model-score",
     "pipeline:model-write+model-json",
 )
@@ -87,9 +88,12 @@ class System:
 
     @property
     def settings(self) -> dict[str, Any]:
-        values: dict[str, Any] = {"summarizer": self.summarizer}
-        if self.extractor is not None:
-            values["extractor"] = self.extractor
+        # a summary-only system still names an extractor (it is switched off per article),
+        # so that the default extractor's model is not loaded for it
+        values: dict[str, Any] = {
+            "summarizer": self.summarizer,
+            "extractor": self.extractor or "rules",
+        }
         if self.summary_sentences:
             values["summary_sentences"] = self.summary_sentences
         return values
@@ -99,7 +103,7 @@ class System:
         from service.settings import Settings
         from service.stages import Need, needs_of
 
-        return bool(needs_of(Settings(**self.settings)) & {Need.CHAT, Need.SCORER})
+        return bool(needs_of(Settings(**self.settings)) & {Need.CHAT, Need.SCORER, Need.FEATURES})
 
 
 def parse_system(name: str) -> System:

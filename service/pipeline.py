@@ -330,7 +330,9 @@ def build_pipeline(
         from service.model import load_model as load
 
         model = load(settings)
-    return Pipeline(settings=settings, model=model)
+    pipeline = Pipeline(settings=settings, model=model)
+    pipeline.heads_sha  # noqa: B018  a learned stage's heads are loaded and checked now, not at the first article
+    return pipeline
 
 
 __all__ = ["Outcome", "Pipeline", "build_pipeline"]

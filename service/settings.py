@@ -36,8 +36,10 @@ class Settings(BaseSettings):
     threads: int | None = Field(default=None, ge=1)
 
     heads: Path | None = None  # trained heads artifact; default: the one in the package
-    summarizer: str = "centrality"  # a registered summarizer (service.summarizers)
-    extractor: str = "rules"  # a registered extractor (service.extractors)
+    # The learned stages won the cross-validated comparison (docs/learned.md), so they are the
+    # default; they read the model's features with the heads in service/heads/default.npz.
+    summarizer: str = "learned"  # a registered summarizer (service.summarizers)
+    extractor: str = "learned"  # a registered extractor (service.extractors)
     summary_sentences: int = Field(default=4, ge=1, le=10)
     max_chars: int = Field(default=200_000, ge=100)
     chunk_tokens: int = Field(default=1200, ge=128)

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The default stages (learned) read the embedded model, which only the model tier loads: every
+# other test runs the rule stages unless it names its own. tests/test_learned.py and
+# tests/test_packaging.py check the real default.
+os.environ.setdefault("STANDPOINT_SUMMARIZER", "centrality")
+os.environ.setdefault("STANDPOINT_EXTRACTOR", "rules")
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = sorted((ROOT / "seeds").glob("*.txt"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -10,7 +11,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import pytest
+
+from service.heads import DEFAULT_HEADS
 from service.prompts import load_prompt
+from service.settings import Settings
 from tests.conftest import ROOT, SEEDS
 
 # What a source copy leaves out: build outputs (a stale build/lib would put files deleted from
@@ -57,6 +62,7 @@ def check_result(result: dict) -> None:
         assert result["text"][item["start"] : item["end"]] == item["quote"]
 
 
+@pytest.mark.model
 def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
     src = tmp_path / "src"
     shutil.copytree(ROOT, src, ignore=NOT_SOURCE)
@@ -69,6 +75,7 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
         names = set(archive.namelist())
     expected = {
         "service/static/index.html",
+        "service/heads/default.npz",
         *(f"service/prompt_files/{p.parent.name}/{p.name}" for p in ROOT.glob("prompts/*/v*.yaml")),
         *(f"service/seed_files/{p.name}" for p in SEEDS),
         *(f"eval/data/{p.name}" for p in ROOT.glob("eval/data/*.jsonl")),
@@ -90,16 +97,26 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
         STANDPOINT_MAX_NEW_TOKENS="16",
     )
 
-    # a) the default stages, through the console script the wheel installs
-    done = run(str(site / "bin" / "standpoint"), "summarize", "seed.txt", cwd=work, env=env)
+    # a) the default (learned) stages, through the console script the wheel installs: the
+    # embedded model converted by `make model`, the heads inside the wheel, a fresh result cache
+    default = {**env, "STANDPOINT_CACHE_DIR": str(Settings().cache_dir)}
+    default["STANDPOINT_CACHE_PATH"] = str(tmp_path / "results.sqlite")
+    for name in ("STANDPOINT_SUMMARIZER", "STANDPOINT_EXTRACTOR"):
+        default.pop(name, None)
+    done = run(str(site / "bin" / "standpoint"), "summarize", "seed.txt", cwd=work, env=default)
     result = json.loads(done.stdout)
     check_result(result)
     assert result["demands"] + result["positions"]
     assert result["meta"]["prompts"] == {}
+    assert result["meta"]["model"] == "SmolLM2-135M-Instruct"
+    assert result["meta"]["heads"] == hashlib.sha256(DEFAULT_HEADS.read_bytes()).hexdigest()
 
     # b) a model stage per prompt, on a tiny random model
     model = ("summarize", "seed.txt", "--model", str(tiny_model_dir))
-    argvs = [[*model, "--summarizer", "model-write"], [*model, "--extractor", "model-json"]]
+    argvs = [
+        [*model, "--summarizer", "model-write", "--extractor", "rules"],
+        [*model, "--summarizer", "centrality", "--extractor", "model-json"],
+    ]
     done = run(sys.executable, "-c", DRIVER, json.dumps(argvs), cwd=work, env=env)
     report = json.loads(done.stdout)
 
