@@ -19,9 +19,10 @@ per article, mean run size, and the machine's load average before and after (the
 be shared; say what else ran). Bounded: each phase lasts ``--seconds`` plus at most the
 server's deadline (``--timeout``, default the setting's) for the answers still owed.
 
-Stage sets: ``default`` (the settings' defaults: centrality + rules) and ``model`` (the slowest:
-model-write + model-json on the embedded model). ``--code DIR`` runs the server from another
-checkout (say, an older commit) to compare before and after.
+Stage sets: ``default`` (the settings' defaults: the learned stages), ``model`` (the slowest:
+model-write + model-json on the embedded model) and ``rules`` (centrality + rules, no model).
+``--code DIR`` runs the server from another checkout (say, an older commit) to compare before
+and after.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ DATA = ROOT.parent / "shared" / "eval-data"
 STAGES = {
     "default": {},
     "model": {"summarizer": "model-write", "extractor": "model-json"},
+    "rules": {"summarizer": "centrality", "extractor": "rules"},
 }
 
 
