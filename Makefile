@@ -51,7 +51,8 @@ train: model
 bench: model
 	$(BIN)/python -m eval.bench_batch
 	$(BIN)/python -m eval.bench_api --dataset $(DATASET)
-	$(BIN)/python -m eval.bench_load --stages default model
+	$(BIN)/python -m eval.bench_learned
+	$(BIN)/python -m eval.bench_load --stages default rules model
 
 lint: setup
 	$(BIN)/ruff check service eval tests
