@@ -209,12 +209,13 @@ def run_system(
     from tqdm import tqdm
 
     from service.pipeline import build_pipeline
+    from service.schemas import Article
     from service.settings import Settings
 
     pipeline = build_pipeline(
         Settings(**system.settings), model=model if system.needs_model else None
     )
-    inputs = [
+    inputs: list[Article | dict[str, Any]] = [
         {**a, "options": {"extraction": False}} if system.extractor is None else a for a in articles
     ]
     results: list[Any] = []
