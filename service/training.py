@@ -246,8 +246,9 @@ def model_features(
             out[e.id] = np.load(path).astype(np.float32)
             continue
         (array,) = local.sentence_features([e.text], [spans], layers=list(LAYERS))
-        np.save(path, array.astype(np.float16))
-        out[e.id] = array
+        stored = array.astype(np.float16)  # half the disk; and a fresh run must train on
+        np.save(path, stored)  # exactly what a cached run reads, so the heads reproduce
+        out[e.id] = stored.astype(np.float32)
     return out
 
 
@@ -870,5 +871,6 @@ def run(args: argparse.Namespace) -> int:
     text = render(report)
     print(text)
     if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
         args.report.write_text(text, encoding="utf-8")
     return 0
