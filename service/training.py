@@ -48,6 +48,7 @@ from service.learned import (
     speakers,
 )
 from service.settings import Settings
+from service.stages import body_sentences
 
 logger = logging.getLogger(__name__)
 
@@ -228,14 +229,19 @@ def oracle_labels(sentences: list[Sentence], summary: str) -> np.ndarray:
 # Features
 
 
+def dtype_name(local: Any) -> str:
+    """The local model's dtype as the settings spell it (``float32``, ``bfloat16``)."""
+    return str(local.model.dtype).removeprefix("torch.")
+
+
 def model_features(
     examples: list[Example], local: Any, cache_dir: Path, model_id: str
 ) -> dict[str, np.ndarray]:
     """``[layers, sentences, 2, hidden]`` per article id, from the disk cache or the model."""
     from tqdm import tqdm
 
-    dtype = str(local.model.dtype).removeprefix("torch.")  # features differ by dtype
-    folder = cache_dir / "features" / model_id / dtype / "-".join(map(str, LAYERS))
+    # features differ by dtype
+    folder = cache_dir / "features" / model_id / dtype_name(local) / "-".join(map(str, LAYERS))
     folder.mkdir(parents=True, exist_ok=True)
     out: dict[str, np.ndarray] = {}
     for e in tqdm(examples, desc="features", unit="article", file=sys.stderr):
@@ -298,6 +304,11 @@ class Config:
     c: float
     salience_c: float | None = None  # None: c
 
+    @property
+    def salience_strength(self) -> float:
+        """The C the salience head is trained with."""
+        return self.c if self.salience_c is None else self.salience_c
+
 
 def train_heads(
     examples: list[Example],
@@ -327,8 +338,7 @@ def train_heads(
     summary = [e for e in examples if e.summary.strip()]
     sx = np.concatenate([matrix(e, features, config.layer, config.pooling) for e in summary])
     sy = np.concatenate([e.oracle for e in summary]).astype(int)
-    salience_c = config.c if config.salience_c is None else config.salience_c
-    heads["salience"] = fit(sx, sy, c=salience_c, classes=["no", "salient"])
+    heads["salience"] = fit(sx, sy, c=config.salience_strength, classes=["no", "salient"])
     result = Heads(
         model_id=model_id,
         layer=config.layer,
@@ -466,15 +476,11 @@ def _salience_cv(
         head = fit(x, y, c=c, classes=["no", "salient"])
         for e in (e for e in summary if e.fold == fold):
             p = head.proba(matrix(e, features, config.layer, config.pooling))[:, 1]
-            body = [i for i, s in enumerate(e.sentences) if _summary_candidate(s)]
+            kept = set(body_sentences(e.sentences))
+            body = [i for i, s in enumerate(e.sentences) if s in kept]
             top = sorted(body, key=lambda i: (-p[i], i))[:ORACLE_SENTENCES]
             shares.append(float(e.oracle[top].sum()) / float(e.oracle.sum()))
     return round(float(np.mean(shares)), 4)
-
-
-def _summary_candidate(sentence: Sentence) -> bool:
-    """A sentence the learned summarizer may pick (the same rule as in cross_validate)."""
-    return not sentence.is_heading and len(sentence.text.split()) >= 5
 
 
 def _sentence_cv(
@@ -561,7 +567,7 @@ def cross_validate(
                             counts[(group, system, kind)].append(value)
             if e.summary.strip():
                 k = 3
-                body = [s for s in e.sentences if _summary_candidate(s)]
+                body = body_sentences(e.sentences)
                 score = dict(zip(e.sentences, salience(heads, x), strict=True))
                 learned = sorted(
                     sorted(body, key=lambda s: (-score[s], s.start))[:k], key=lambda s: s.start
@@ -642,7 +648,7 @@ def _strict_counts(
 
 def _f1_at(rows: np.ndarray, idx: np.ndarray) -> float:
     tp, fp, fn = rows[idx].sum(axis=0)
-    return float(2 * tp / (2 * tp + fp + fn)) if tp + fp + fn else 0.0
+    return _prf(float(tp), float(fp), float(fn))["f1"]
 
 
 def _paired_difference(n: int, statistic: Any) -> dict[str, Any]:
@@ -736,9 +742,9 @@ def train(
             "layer": config.layer,
             "pooling": config.pooling,
             "c": config.c,
-            "salience_c": config.c if config.salience_c is None else config.salience_c,
+            "salience_c": config.salience_strength,
         },
-        "dtype": str(local.model.dtype).removeprefix("torch."),
+        "dtype": dtype_name(local),
         "selection": selection,
         "cv": cv,
         "seconds": round(time.perf_counter() - started, 1),
