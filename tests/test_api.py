@@ -684,6 +684,11 @@ class Steps(Summarizer):
         for w in works:
             w.summary = "done"
 
+    async def warm_up(self, client: httpx.AsyncClient) -> None:
+        """A first run that ends at once, so the batcher has timed an article."""
+        self.release.release()
+        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200
+
 
 class Slow(Summarizer):
     """Takes ``seconds`` per article, like a model stage on a busy machine."""
@@ -718,8 +723,7 @@ def test_a_run_stops_between_steps_once_every_client_has_gone(tmp_path: Path) ->
     app = create_app(settings, Recording(settings, stage))
 
     async def scenario(client: httpx.AsyncClient) -> Any:
-        stage.release.release()  # a first run that ends at once: an article has been timed
-        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200
+        await stage.warm_up(client)
         stage.stopped.clear()
         try:
             timed_out = await client.post("/v1/summaries", json=article(0))
@@ -747,8 +751,7 @@ def test_a_run_goes_on_while_one_of_its_clients_still_waits(tmp_path: Path) -> N
     batcher = app.state.batcher
 
     async def scenario(client: httpx.AsyncClient) -> Any:
-        stage.release.release()  # a first run that ends at once: an article has been timed
-        assert (await client.post("/v1/summaries", json=article(99))).status_code == 200
+        await stage.warm_up(client)
         first = asyncio.create_task(client.post("/v1/summaries", json=article(0)))
         await async_wait_until(lambda: len(stage.calls) == 2)
         hang_up = asyncio.Event()

@@ -17,6 +17,7 @@ from service.training import Config, make_examples, train_heads
 from tests.conftest import ROOT
 
 REFERENCES = ROOT / "eval" / "data" / "references.jsonl"
+FIXED_THRESHOLDS = {"demand": 0.5, "position": 0.5, "actor": 0.0}
 
 
 class FakeLocal:
@@ -83,12 +84,18 @@ def fake_heads(seed_examples: list[Any], tmp_path: Path, monkeypatch: Any) -> Pa
         seed_examples,
         features,
         Config(15, "mean", 0.1),
-        thresholds={"demand": 0.5, "position": 0.5, "actor": 0.0},
+        thresholds=FIXED_THRESHOLDS,
         model_id=FakeLocal.model_id,
     )
     path = tmp_path / "heads.npz"
     heads.save(path)
     return path
+
+
+def fake_pipeline(heads: Path, tmp_path: Path) -> Pipeline:
+    """Both learned stages on the fake reader with these heads."""
+    settings = Settings(summarizer="learned", extractor="learned", heads=heads, cache_dir=tmp_path)
+    return Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
 
 
 def test_heads_trained_on_a_fixed_set_reproduce_exactly(
@@ -148,8 +155,7 @@ def test_learned_stages_run_on_the_fake_reader(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     path = fake_heads(seed_examples, tmp_path, monkeypatch)
-    settings = Settings(summarizer="learned", extractor="learned", heads=path, cache_dir=tmp_path)
-    pipeline = Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
+    pipeline = fake_pipeline(path, tmp_path)
     results = pipeline.batch(seed_articles)
     assert any(r.demands or r.positions for r in results)
     for result in results:
@@ -258,7 +264,7 @@ def test_learned_stages_keep_the_grounding_invariant_on_the_embedded_model(
         seed_examples,
         features_of(seed_examples, local, (15,)),
         Config(15, "mean", 0.1),
-        thresholds={"demand": 0.5, "position": 0.5, "actor": 0.0},
+        thresholds=FIXED_THRESHOLDS,
         model_id=local.model_id,
     )
     heads.save(tmp_path / "heads.npz")
@@ -290,8 +296,7 @@ def test_heads_are_loaded_once_for_every_call_of_a_pipeline(
         return load_heads(p, **kwargs)
 
     monkeypatch.setattr(service.heads, "load_heads", counting_load)
-    settings = Settings(summarizer="learned", extractor="learned", heads=path, cache_dir=tmp_path)
-    pipeline = Pipeline(settings=settings, model=FakeChat(FakeLocal()))  # type: ignore[arg-type]
+    pipeline = fake_pipeline(path, tmp_path)
     first = pipeline.run(seed_articles)
     second = pipeline.run(seed_articles[:1])
     assert all(not isinstance(r, Exception) for r in [*first, *second])
@@ -330,10 +335,11 @@ def test_the_salience_head_has_its_own_regularisation(
 
     monkeypatch.setattr(training, "LAYERS", (15,))
     features = features_of(seed_examples, FakeLocal(), (15,))
-    fixed = {"demand": 0.5, "position": 0.5, "actor": 0.0}
 
     def heads(config: Config) -> Any:
-        return train_heads(seed_examples, features, config, thresholds=fixed, model_id="fake")
+        return train_heads(
+            seed_examples, features, config, thresholds=FIXED_THRESHOLDS, model_id="fake"
+        )
 
     same, own = heads(Config(15, "mean", 0.1)), heads(Config(15, "mean", 0.1, salience_c=0.001))
     assert np.array_equal(same.heads["demand"].coef, own.heads["demand"].coef)

@@ -101,8 +101,6 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
     # embedded model converted by `make model`, the heads inside the wheel, a fresh result cache
     default = {**env, "STANDPOINT_CACHE_DIR": str(Settings().cache_dir)}
     default["STANDPOINT_CACHE_PATH"] = str(tmp_path / "results.sqlite")
-    for name in ("STANDPOINT_SUMMARIZER", "STANDPOINT_EXTRACTOR"):
-        default.pop(name, None)
     done = run(str(site / "bin" / "standpoint"), "summarize", "seed.txt", cwd=work, env=default)
     result = json.loads(done.stdout)
     check_result(result)
