@@ -15,6 +15,7 @@ Writes the numbers as JSON with ``--output``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -25,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from service import learned
+from service.api import read_seeds
 from service.batch import summarize_many
 from service.errors import StandpointError
+from service.inputs import jsonl_rows
 from service.pipeline import Pipeline, build_pipeline
 from service.settings import Settings
 
@@ -39,16 +42,9 @@ SYSTEMS = {
 }
 
 
-def seed_articles() -> list[dict[str, str]]:
-    return [
-        {"id": p.stem, "text": p.read_text(encoding="utf-8")}
-        for p in sorted((ROOT / "seeds").glob("*.txt"))
-    ]
-
-
 def pool_articles(path: Path, count: int) -> list[dict[str, str]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-    return [{"id": r["id"], "text": r["text"]} for r in rows[:count]]
+    rows = itertools.islice(jsonl_rows(str(path), path.read_text(encoding="utf-8")), count)
+    return [{"id": r["id"], "text": r["text"]} for r in rows]
 
 
 def peak_rss_mb() -> float:
@@ -93,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.pool.exists():
         raise SystemExit(f"no such file: {args.pool} (the news_pool articles)")
 
-    seeds = seed_articles()
+    seeds = [seed.model_dump() for seed in read_seeds()]
     pool = pool_articles(args.pool, args.articles)
     load = os.getloadavg()[0]
     report: dict[str, Any] = {
