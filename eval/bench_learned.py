@@ -6,10 +6,10 @@ All systems run in one process, one after another, on the same articles, with no
 - **batched**: ``--articles`` news_pool articles through ``summarize_many``, articles per minute;
 - model-json is slow (it generates), so it gets ``--model-articles`` of the same articles.
 
-The learned stages' in-process feature cache is emptied before every timed pass, so every
-article is read by the model. Peak RSS is read after the learned passes, before the other
-systems run. Ratios are against the rules (centrality + rules) measured in the same process.
-Writes the numbers as JSON with ``--output``.
+The learned stages keep an article's features on its ``Work`` only for one pipeline call, so
+every timed pass reads every article with the model. Peak RSS is read after the learned
+passes, before the other systems run. Ratios are against the rules (centrality + rules)
+measured in the same process. Writes the numbers as JSON with ``--output``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from service import learned
-from service.api import read_seeds
 from service.batch import summarize_many
 from service.errors import StandpointError
 from service.inputs import jsonl_rows
 from service.pipeline import Pipeline, build_pipeline
+from service.resources import read_seeds
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +53,6 @@ def peak_rss_mb() -> float:
 def timed_batch1(pipeline: Pipeline, articles: list[dict[str, str]]) -> dict[str, float]:
     seconds = {}
     for article in articles:
-        learned.clear_feature_cache()
         started = time.perf_counter()
         result = pipeline.run([article])[0]
         seconds[article["id"]] = round(time.perf_counter() - started, 3)
@@ -64,7 +62,6 @@ def timed_batch1(pipeline: Pipeline, articles: list[dict[str, str]]) -> dict[str
 
 
 def timed_batched(pipeline: Pipeline, articles: list[dict[str, str]]) -> dict[str, Any]:
-    learned.clear_feature_cache()
     started = time.perf_counter()
     results = summarize_many(articles, pipeline=pipeline)
     elapsed = time.perf_counter() - started

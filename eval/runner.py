@@ -100,8 +100,9 @@ class System:
 
     @property
     def needs_model(self) -> bool:
+        from service.registry import needs_of
         from service.settings import Settings
-        from service.stages import Need, needs_of
+        from service.stages import Need
 
         return bool(needs_of(Settings(**self.settings)) & {Need.CHAT, Need.SCORER, Need.FEATURES})
 
@@ -109,7 +110,7 @@ class System:
 def parse_system(name: str) -> System:
     """``lead3``, ``embed-centrality`` (summary-only baselines, three sentences) or
     ``pipeline:<summarizer>+<extractor>`` with registered stage names."""
-    from service.stages import registered
+    from service.registry import registered
 
     summarizers, extractors = sorted(registered("summarizer")), sorted(registered("extractor"))
     if name in {"lead3", "embed-centrality"}:

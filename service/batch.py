@@ -10,8 +10,8 @@ Nothing here imports torch: the model is loaded by ``service.model`` only when a
 
 from __future__ import annotations
 
-import argparse
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +32,7 @@ from service.errors import StandpointError, printable
 from service.inputs import HTML_SUFFIXES, JSONL_SUFFIXES, TEXT_SUFFIXES, Row, input_files, read_rows
 from service.pipeline import Pipeline, build_pipeline
 from service.schemas import Article, Result
-from service.settings import Settings, add_pipeline_arguments, settings_from_args
+from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def error_line(row_id: str | None, *, message: str, kind: str) -> str:
 
 
 # Running ------------------------------------------------------------------------------------
-def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | None) -> Outcome:
+def run_rows(runner: CachedPipeline, rows: Sequence[Row]) -> Outcome:
     """One pipeline call over the readable rows; output lines for all rows, in order.
 
     The pipeline answers each article on its own (an error in place of a failed one).
@@ -205,10 +205,8 @@ def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | No
     def count_fresh(result: Result) -> None:
         outcome.generated_tokens += result.meta.generated_tokens
 
-    runner: Pipeline | CachedPipeline = pipeline
-    if cache is not None:
-        runner = CachedPipeline(pipeline, cache, on_hit=count_hit, on_miss=count_fresh)
-    answers = iter(runner.run(articles))
+    counted = dataclasses.replace(runner, on_hit=count_hit, on_miss=count_fresh)
+    answers = iter(counted.run(articles))
     for row in rows:
         if row.article is None:
             outcome.failed += 1
@@ -225,8 +223,6 @@ def run_rows(pipeline: Pipeline, rows: Sequence[Row], *, cache: ResultCache | No
                 error_line(row.id, message=result.message, kind=type(result).__name__)
             )
             continue
-        if cache is None:
-            count_fresh(result)
         outcome.lines.append(result.model_dump_json())
     return outcome
 
@@ -246,11 +242,11 @@ def summarize_many(
     """
     if pipeline is None:
         pipeline = build_pipeline(settings or Settings())
-    runner: Pipeline | CachedPipeline = pipeline
-    if cache is not None:
-        runner = CachedPipeline(pipeline, cache)
+    runner: Pipeline | CachedPipeline = (
+        CachedPipeline(pipeline, cache) if cache is not None else pipeline
+    )
     items = list(articles)
-    size = batch_size or pipeline.settings.batch_size
+    size = batch_size or runner.settings.batch_size
     results: list[Result | StandpointError] = []
     for i in range(0, len(items), size):
         results += runner.run(items[i : i + size])
@@ -263,8 +259,13 @@ _worker: dict[str, Any] = {}
 
 def _init_worker(settings: Settings, load: bool, cache_path: Path | None) -> None:
     _exit_with_parent()
-    _worker["pipeline"] = build_pipeline(settings, load_model=load)
-    _worker["cache"] = ResultCache(cache_path) if cache_path else None
+    _worker["runner"] = _open(settings, load=load, cache_path=cache_path)
+
+
+def _open(settings: Settings, *, load: bool, cache_path: Path | None) -> CachedPipeline:
+    return CachedPipeline.open(
+        settings, load_model=load, cache_path=cache_path, cached=cache_path is not None
+    )
 
 
 def _exit_with_parent() -> None:
@@ -282,7 +283,7 @@ def _exit_with_parent() -> None:
 
 
 def _run_in_worker(rows: list[Row]) -> Outcome:
-    return run_rows(_worker["pipeline"], rows, cache=_worker["cache"])
+    return run_rows(_worker["runner"], rows)
 
 
 def _outcomes(
@@ -295,10 +296,9 @@ def _outcomes(
 ) -> Iterator[Outcome]:
     """Each batch's outcome, in order: in this process, or across ``workers`` processes."""
     if workers == 1:
-        pipeline = build_pipeline(settings, load_model=load)
-        cache = ResultCache(cache_path) if cache_path else None
+        runner = _open(settings, load=load, cache_path=cache_path)
         for rows in batches:
-            yield run_rows(pipeline, rows, cache=cache)
+            yield run_rows(runner, rows)
         return
     cpus = os.cpu_count() or 1
     settings = settings.model_copy(update={"threads": settings.threads or max(1, cpus // workers)})
@@ -317,58 +317,32 @@ def _outcomes(
             yield future.result()
 
 
-# CLI ----------------------------------------------------------------------------------------
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "input", help="a JSONL file ({id, text|html} rows), a folder, or a quoted glob"
-    )
-    parser.add_argument(
-        "-o", "--output", required=True, type=Path, help="the JSONL file to append to"
-    )
-    add_pipeline_arguments(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=None,
-        help="articles per pipeline call and model batch (default: STANDPOINT_BATCH_SIZE, 8)",
-    )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="processes, each with its own model and cores/N torch threads (default 1)",
-    )
-    parser.add_argument(
-        "--cache",
-        type=Path,
-        help="result cache (default: STANDPOINT_CACHE_PATH, else <cache_dir>/results.sqlite)",
-    )
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
-    parser.add_argument(
-        "--retry-errors",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="on a rerun, run the ids whose last row was an error again (default: yes)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
+# standpoint batch ----------------------------------------------------------------------------
+def run_batch(
+    *,
+    spec: str,
+    output: Path,
+    settings: Settings,
+    workers: int = 1,
+    cache_path: Path | None,
+    retry_errors: bool = True,
+    progress: bool = True,
+    load_model: bool = False,
+) -> int:
+    """Summarize the rows ``spec`` names (a JSONL file, a folder or a glob) into ``output``,
+    resumably; the exit code: 2 if any article failed, else 0."""
     from tqdm import tqdm
 
-    if args.workers < 1:
+    if workers < 1:
         raise StandpointError("--workers must be at least 1")
-    settings = settings_from_args(args, "batch_size")
-    cache_path = None if args.no_cache else (args.cache or settings.result_cache_path)
     started = time.perf_counter()
-    output: Path = args.output
 
-    check_output(output, args.input)
+    check_output(output, spec)
     if cache_path is not None:
         ResultCache(cache_path)  # one readable line now if it cannot be opened, not in a worker
     with _writing(output):
-        done = prepare_output(output, retry_errors=args.retry_errors)
-    pending, order, counts = _plan(read_rows(args.input, max_chars=settings.max_chars), done)
+        done = prepare_output(output, retry_errors=retry_errors)
+    pending, order, counts = _plan(read_rows(spec, max_chars=settings.max_chars), done)
 
     size = settings.batch_size
     batches = (pending[i : i + size] for i in range(0, len(pending), size))
@@ -377,7 +351,7 @@ def run(args: argparse.Namespace) -> int:
         total=len(pending),
         unit="article",
         file=sys.stderr,
-        disable=args.no_progress,
+        disable=not progress,
         dynamic_ncols=True,
         bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]",
     )
@@ -386,9 +360,9 @@ def run(args: argparse.Namespace) -> int:
     with out, bar:
         for outcome in _outcomes(
             batches,
-            workers=args.workers,
+            workers=workers,
             settings=settings,
-            load=args.load_model,
+            load=load_model,
             cache_path=cache_path,
         ):
             with _writing(output):

@@ -27,23 +27,27 @@ from all articles by maximal marginal relevance, each with its article and offse
 
 from __future__ import annotations
 
-import argparse
 import logging
 import re
-import sys
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 from pydantic import ValidationError
 
 from service.article import split_sentences
-from service.checks import find_instructions
-from service.errors import InputError, StandpointError, first_error
+from service.errors import StandpointError, first_error
 from service.extraction import ActorIndex, index_actors
+from service.guard import find_instructions
+from service.lexicon import (
+    AFFILIATIONS,
+    GROUPS,
+    INSTITUTION_WORDS,
+    PERSON_TITLE_WORDS,
+    STOPWORDS,
+)
 from service.schemas import (
     Article,
     BriefedArticle,
@@ -74,80 +78,7 @@ MMR_LAMBDA = 0.5
 SUMMARY_CANDIDATES = 30  # first body sentences of each article considered (leads carry news)
 NEAR_DUPLICATE = 0.8  # cosine above which a further summary sentence would repeat one
 
-# Names that stand for a country or body, and the words that tie a person to one.
-GROUPS: dict[str, tuple[str, ...]] = {
-    "Russia": ("russia", "moscow", "kremlin", "russian government", "russian side"),
-    "Ukraine": ("ukraine", "kyiv", "kiev", "ukrainian government", "ukrainian side"),
-    "United States": (
-        "us",
-        "u.s.",
-        "usa",
-        "united states",
-        "washington",
-        "white house",
-        "trump administration",
-        "american side",
-    ),
-    "European Union": (
-        "eu",
-        "european union",
-        "brussels",
-        "bloc",
-        "european commission",
-        "commission",
-    ),
-    "United Kingdom": (
-        "uk",
-        "britain",
-        "united kingdom",
-        "london",
-        "downing street",
-        "number 10",
-        "no 10",
-        "uk government",
-        "british government",
-    ),
-    "China": ("china", "beijing"),
-}
 _GROUP_OF = {alias: group for group, aliases in GROUPS.items() for alias in aliases}
-_AFFILIATION = {
-    "Russia": r"russia(?:n|'s)?|kremlin|moscow(?:'s)?",
-    "Ukraine": r"ukrain(?:e|ian|e's)|kyiv(?:'s)?",
-    "United States": r"u\.s\.|us|american|washington(?:'s)?",
-    "European Union": r"eu|european commission|european union|brussels",
-    "United Kingdom": r"uk|british|britain(?:'s)?",
-    "China": r"china(?:'s)?|chinese|beijing(?:'s)?",
-    "Ireland": r"irish|ireland(?:'s)?",
-}
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_TITLE_WORDS = _words(
-    "president vice prime minister secretary envoy spokesperson spokesman spokeswoman aide "
-    "chief negotiator leader head deputy special foreign defence defense top senior former "
-    "general ambassador adviser advisor chancellor official press state of lord sir mr mrs "
-    "ms dr taoiseach premier commissioner mayor governor senator chairman chairwoman chair "
-    "ceo director commander speaker judge justice professor king queen"
-)
-# Words that make a capitalised name an institution or a place, not a person.
-_INSTITUTION_WORDS = _words(
-    "service services union commission council ministry party states kingdom sea agency "
-    "government department office court bank group company corporation association "
-    "committee parliament congress senate forces army navy news press league federation "
-    "organisation organization institute university center centre studies trade "
-    "international industry fund trust board administration delegation conference summit "
-    "talks agreement deal"
-)
-_STOPWORDS = _words(
-    "the a an and or but of to in on at for with by from as that this these those is are "
-    "was were be been being it its their there they them he she his her we our you your i "
-    "not no any all some would could should will can may might must has have had do does "
-    "did said says say also than then into about over after before only just more most such "
-    "which who whom what when where while very"
-)
 
 
 class Runner(Protocol):
@@ -157,14 +88,15 @@ class Runner(Protocol):
 
 
 # Actors ------------------------------------------------------------------------------------------
-def fold(text: str) -> str:
-    """Lower case, ASCII letters, straight apostrophes: for comparing names."""
+def plain_name(text: str) -> str:
+    """Lower case, ASCII letters, straight apostrophes: for comparing names (unlike
+    ``grounding.fold``, which keeps case and length for locating quotes)."""
     text = unicodedata.normalize("NFKD", text.replace("’", "'"))
     return "".join(c for c in text if not unicodedata.combining(c)).lower().strip()
 
 
 def _surname_key(name: str) -> str:
-    words = re.findall(r"[a-z][a-z'-]*", fold(name))
+    words = re.findall(r"[a-z][a-z'-]*", plain_name(name))
     return re.sub(r"'s$", "", words[-1]) if words else ""
 
 
@@ -226,7 +158,7 @@ class ActorResolver:
 
     def resolve(self, name: str, article: int) -> Actor:
         """The actor an item's actor string names, in the article it comes from."""
-        plain = re.sub(r"^(?:the|a|an)\s+", "", fold(re.sub(r"[’']s$", "", name.strip())))
+        plain = re.sub(r"^(?:the|a|an)\s+", "", plain_name(re.sub(r"[’']s$", "", name.strip())))
         if plain in _GROUP_OF:
             return Actor("group", _GROUP_OF[plain])
         last = plain.split()[-1] if plain.split() else ""
@@ -234,7 +166,7 @@ class ActorResolver:
         if last in _GROUP_OF and core is None:  # "Security Service of Ukraine"
             return Actor("group", _GROUP_OF[last])
         words = plain.split()
-        if words and all(w in _TITLE_WORDS or _affiliation_of(w) for w in words):
+        if words and all(w in PERSON_TITLE_WORDS or _affiliation_of(w) for w in words):
             described = self._described(name, article)
             if described is not None:
                 name = described
@@ -264,27 +196,27 @@ def person_name(name: str) -> str | None:
     Bessent", "Lord Frost" -> "Frost"); institutions and places are not people ("Security
     Service of Ukraine", "Commercial Services", "United States")."""
     words = re.sub(r"[’']s\b", "", name).split()
-    bare = [fold(w).strip(".,") for w in words]
-    cut = max((i + 1 for i, w in enumerate(bare) if w in _TITLE_WORDS), default=0)
+    bare = [plain_name(w).strip(".,") for w in words]
+    cut = max((i + 1 for i, w in enumerate(bare) if w in PERSON_TITLE_WORDS), default=0)
     while cut < len(words) and (bare[cut] in _GROUP_OF or _affiliation_of(bare[cut])):
         cut += 1
     words, bare = words[cut:], bare[cut:]
     if not 1 <= len(words) <= 4 or not all(w[:1].isupper() for w in words):
         return None
-    if any(w in _INSTITUTION_WORDS or w in _GROUP_OF or _affiliation_of(w) for w in bare):
+    if any(w in INSTITUTION_WORDS or w in _GROUP_OF or _affiliation_of(w) for w in bare):
         return None
     return " ".join(words)
 
 
 def _first_names_agree(a: str, b: str) -> bool:
-    first_a, first_b = fold(a).split()[:-1], fold(b).split()[:-1]
-    given_a = [w for w in first_a if w not in _TITLE_WORDS]
-    given_b = [w for w in first_b if w not in _TITLE_WORDS]
+    first_a, first_b = plain_name(a).split()[:-1], plain_name(b).split()[:-1]
+    given_a = [w for w in first_a if w not in PERSON_TITLE_WORDS]
+    given_b = [w for w in first_b if w not in PERSON_TITLE_WORDS]
     return not given_a or not given_b or given_a[-1][0] == given_b[-1][0]
 
 
 def _affiliation_of(word: str) -> str | None:
-    for group, pattern in _AFFILIATION.items():
+    for group, pattern in AFFILIATIONS.items():
         if re.fullmatch(pattern, word):
             return group
     return None
@@ -299,16 +231,16 @@ def _affiliations(text: str, full_name: str) -> set[str]:
         before = before.removesuffix(",").split("\n")[-1]
         title: list[str] = []
         for word in reversed(before.split()):
-            bare = fold(word).strip('“”"(')
-            if not (word[:1].isupper() or bare in _TITLE_WORDS) or bare in {"the", "a"}:
+            bare = plain_name(word).strip('“”"(')
+            if not (word[:1].isupper() or bare in PERSON_TITLE_WORDS) or bare in {"the", "a"}:
                 break
             if re.search(r"[.;:!?]$", word) and not re.fullmatch(r"(?:u\.s\.|u\.k\.)", bare):
                 break
             title.append(bare.rstrip(","))
         after = re.match(r",\s+([^,.;]{3,80})", text[match.end() :])
         if after:
-            words = [fold(w) for w in after.group(1).split()[:4]]
-            if any(w in _TITLE_WORDS for w in words):
+            words = [plain_name(w) for w in after.group(1).split()[:4]]
+            if any(w in PERSON_TITLE_WORDS for w in words):
                 title += words
         for word in title:
             group = _affiliation_of(word.strip('“”"(),'))
@@ -348,8 +280,8 @@ def collect_items(results: Sequence[Result]) -> list[Node]:
 
 def content_words(text: str) -> set[str]:
     """Lower-cased content words cut to six letters (a crude stem: withdraw/withdrawal)."""
-    words = re.findall(r"[a-z0-9]+", fold(text).replace("'", ""))
-    return {w[:6] for w in words if len(w) > 2 and w not in _STOPWORDS}
+    words = re.findall(r"[a-z0-9]+", plain_name(text).replace("'", ""))
+    return {w[:6] for w in words if len(w) > 2 and w not in STOPWORDS}
 
 
 def similarities(nodes: Sequence[Node]) -> tuple[np.ndarray, np.ndarray]:
@@ -431,12 +363,10 @@ def brief(
     """
     sources, failed = source_articles(articles)
     if pipeline is None:
-        from service.cache import CachedPipeline, ResultCache
-        from service.pipeline import build_pipeline
+        from service.cache import CachedPipeline
         from service.settings import Settings
 
-        settings = settings or Settings()
-        pipeline = CachedPipeline(build_pipeline(settings), ResultCache(settings.result_cache_path))
+        pipeline = CachedPipeline.open(settings or Settings())
     outcomes = pipeline.run(list(sources)) if sources else []
     briefing = briefing_from(sources, outcomes, threshold=threshold)
     briefing.failed = failed + briefing.failed
@@ -555,7 +485,7 @@ def _item(
     carried = [s.article for s in per_source]
     positions = {s.article: s.stance for s in per_source if s.stance is not None}
     stances = set(positions.values())
-    wordings = {fold(s.conditions) for s in per_source if s.conditions}
+    wordings = {plain_name(s.conditions) for s in per_source if s.conditions}
     return BriefingItem(
         id="",
         actor=actor.name if actor.kind != "name" else nodes[medoid].item.actor,
@@ -639,121 +569,6 @@ def combined_summary(results: Sequence[Result]) -> list[SummarySentence]:
         )
         for i in chosen
     ]
-
-
-# Reading files and the command line -------------------------------------------------------------
-def read_articles(paths: Sequence[str]) -> tuple[list[dict[str, Any]], list[FailedArticle]]:
-    """Articles from .txt, .html and .jsonl files (JSONL rows may carry outlet and title);
-    a file that cannot be read is a failure, not the end of the briefing."""
-    from service.inputs import jsonl_rows, read_paths
-    from service.settings import Settings
-
-    max_chars = Settings().max_chars
-
-    articles: list[dict[str, Any]] = []
-    failed: list[FailedArticle] = []
-    for name in paths:
-        try:
-            if Path(name).suffix == ".jsonl":
-                content = Path(name).read_text(encoding="utf-8")
-                keep = ("id", "text", "html", "outlet", "title")
-                articles += [
-                    {k: row[k] for k in keep if row.get(k) is not None}
-                    for row in jsonl_rows(name, content)
-                ]
-            else:
-                for row in read_paths([name], max_chars=max_chars):
-                    if row.article is None:
-                        failed.append(
-                            FailedArticle(id=Path(name).stem, status=422, message=str(row.error))
-                        )
-                    else:
-                        articles.append(row.article.model_dump(exclude_none=True))
-        except (InputError, OSError, UnicodeDecodeError) as exc:
-            message = exc.message if isinstance(exc, InputError) else str(exc)
-            failed.append(FailedArticle(id=Path(name).stem, status=422, message=message))
-    return articles, failed
-
-
-def render(briefing: Briefing) -> str:
-    """The briefing as text for people."""
-    names = {a.id: f"{a.id} ({a.outlet})" if a.outlet else a.id for a in briefing.articles}
-    lines = [
-        f"Briefing of {len(briefing.articles)} articles: {', '.join(names.values()) or 'none'}"
-        + (f"; {len(briefing.failed)} failed" if briefing.failed else ""),
-    ]
-    lines += [f"  failed: {f.id}: {f.message}" for f in briefing.failed]
-    lines += ["", "Summary:"]
-    lines += [f"  - {s.quote} [{s.article} {s.start}:{s.end}]" for s in briefing.summary]
-    meta = briefing.meta
-    lines += [
-        "",
-        f"Items ({len(briefing.items)}; merged by actor and claim similarity >= "
-        f"{meta.threshold:g}):",
-    ]
-    for item in briefing.items:
-        flags = []
-        if item.single_source:
-            flags.append(f"SINGLE SOURCE: only in {item.carried_by[0]}")
-        elif item.missing_from:
-            flags.append(f"not in {', '.join(item.missing_from)}")
-        if item.conflict:
-            stances = ", ".join(f"{s.stance} in {s.article}" for s in item.sources if s.stance)
-            flags.append(f"CONFLICT: {stances}")
-        if item.conditions_differ:
-            flags.append("conditions worded differently")
-        lines.append(f"{item.id}. {item.actor} — {item.kind}: {item.claim}")
-        lines.append(
-            f"    carried by {len(item.carried_by)} of {len(briefing.articles)}"
-            + (f"; {'; '.join(flags)}" if flags else "")
-        )
-        for s in item.sources:
-            extra = f" [stance: {s.stance}]" if s.stance else ""
-            extra += f" [conditions: {s.conditions}]" if s.conditions else ""
-            lines.append(f"    - {names[s.article]} {s.start}:{s.end}{extra} “{s.quote}”")
-            lines += [f"      also {e.start}:{e.end} “{e.quote}”" for e in s.also]
-    return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from service.settings import add_pipeline_arguments
-
-    parser.add_argument(
-        "paths", nargs="+", help=".txt, .html or .jsonl ({id, text|html, outlet?, title?}) files"
-    )
-    parser.add_argument("-o", "--output", type=Path, help="write the briefing as JSON here")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-    parser.add_argument(
-        "--threshold",
-        type=float,
-        default=MERGE_THRESHOLD,
-        help=f"merge similarity threshold (default {MERGE_THRESHOLD:g}, chosen by eval.briefing)",
-    )
-    add_pipeline_arguments(parser)
-
-
-def run(args: argparse.Namespace) -> int:
-    from service.cache import CachedPipeline, ResultCache
-    from service.pipeline import build_pipeline
-    from service.settings import settings_from_args
-
-    articles, unreadable = read_articles(args.paths)
-    if len(articles) + len(unreadable) < MIN_ARTICLES:
-        raise InputError(f"a briefing needs at least {MIN_ARTICLES} articles")
-    if not 0.0 < args.threshold <= 1.0:
-        raise InputError("--threshold must be in (0, 1]")
-    settings = settings_from_args(args)
-    pipeline = build_pipeline(settings, load_model=args.load_model)
-    cached = CachedPipeline(pipeline, ResultCache(settings.result_cache_path))
-    briefing = brief(articles, pipeline=cached, threshold=args.threshold)
-    briefing.failed = unreadable + briefing.failed
-    for failure in briefing.failed:
-        print(f"standpoint: {failure.id}: {failure.message}", file=sys.stderr)
-    document = briefing.model_dump_json(indent=2)
-    if args.output:
-        args.output.write_text(document + "\n", encoding="utf-8")
-    print(document if args.json else render(briefing))
-    return 2 if briefing.failed else 0
 
 
 __all__ = ["Briefing", "brief", "briefing_from", "merge"]

@@ -25,6 +25,7 @@ from service.stages import Work
 if TYPE_CHECKING:
     from service.pipeline import Outcome, Pipeline
     from service.schemas import Article
+    from service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -96,15 +97,41 @@ def _ignore(result: Result) -> None:
 
 @dataclass
 class CachedPipeline:
-    """A pipeline answered from a cache where it can; ``run`` is the pipeline's ``run``."""
+    """A pipeline answered from a cache where it can; ``run`` is the pipeline's ``run``.
+
+    ``CachedPipeline.open(settings)`` is how every door (summarize, batch and its workers, brief,
+    the API's batcher, Ray) gets one; without a cache (``cached=False``) every article is
+    computed and ``on_miss`` sees each result.
+    """
 
     pipeline: Pipeline
-    cache: ResultCache
+    cache: ResultCache | None
     on_hit: Callable[[Result], None] = field(default=_ignore)
     on_miss: Callable[[Result], None] = field(default=_ignore)  # called with the fresh result
 
+    @classmethod
+    def open(
+        cls,
+        settings: Settings,
+        *,
+        pipeline: Pipeline | None = None,
+        load_model: bool = False,
+        cache_path: Path | None = None,
+        cached: bool = True,
+        on_hit: Callable[[Result], None] = _ignore,
+        on_miss: Callable[[Result], None] = _ignore,
+    ) -> CachedPipeline:
+        """The pipeline ``settings`` describe (built unless ``pipeline`` is given), paired with
+        the result cache at ``cache_path`` (default: ``settings.result_cache_path``)."""
+        if pipeline is None:
+            from service.pipeline import build_pipeline
+
+            pipeline = build_pipeline(settings, load_model=load_model)
+        cache = ResultCache(cache_path or settings.result_cache_path) if cached else None
+        return cls(pipeline, cache, on_hit=on_hit, on_miss=on_miss)
+
     @property
-    def settings(self) -> Any:
+    def settings(self) -> Settings:
         return self.pipeline.settings
 
     @property
@@ -128,7 +155,7 @@ class CachedPipeline:
         answers: dict[int, Outcome] = {}
         keys: dict[int, str] = {}
         for i, work in enumerate(prepared):
-            if isinstance(work, Work):
+            if isinstance(work, Work) and self.cache is not None:
                 keys[i] = self.key(work)
                 hit = self._get(keys[i])
                 if hit is not None:
@@ -140,12 +167,14 @@ class CachedPipeline:
         for i, outcome in zip(todo, fresh, strict=True):
             answers[i] = outcome
             if isinstance(outcome, Result):
-                self._put(keys[i], outcome)
+                if i in keys:
+                    self._put(keys[i], outcome)
                 self.on_miss(outcome)
         return [answers[i] for i in range(len(prepared))]
 
     # A cache that cannot be read or written costs the cache, never an article's result.
     def _get(self, key: str) -> Result | None:
+        assert self.cache is not None
         try:
             return self.cache.get(key)
         except Exception:
@@ -153,6 +182,7 @@ class CachedPipeline:
             return None
 
     def _put(self, key: str, result: Result) -> None:
+        assert self.cache is not None
         try:
             self.cache.put(key, result)
         except Exception:

@@ -44,6 +44,43 @@ class Cancelled(StandpointError):
     status_code = 499
 
 
+# Errors of the HTTP edge and the batcher ------------------------------------------------------
+class UnauthorizedError(StandpointError):
+    status_code = 401
+
+
+class BodyTooLargeError(StandpointError):
+    status_code = 413
+
+
+class QueueFullError(StandpointError):
+    status_code = 429
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class NotReadyError(ModelError):
+    """The pipeline (and its model) is still loading, failed to load, or is shutting down."""
+
+
+class OverCapacityError(StandpointError):
+    """One request holds more work than the server can do within the deadline."""
+
+    status_code = 503
+
+
+class DeadlineError(StandpointError):
+    status_code = 504
+
+
+class ClientGoneError(StandpointError):
+    """The client disconnected while waiting; nobody reads the response."""
+
+    status_code = 499
+
+
 def shorten(text: object, limit: int = 60) -> str:
     """``text`` for one line of a message: cut to ``limit`` characters, saying how long it was."""
     text = str(text)

@@ -9,6 +9,7 @@ extractors in ``pipeline.py`` reuse these candidates and only choose among optio
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -314,15 +315,36 @@ def is_candidate(sentence: Sentence) -> bool:
     )
 
 
-def find_candidates(text: str, sentences: list[Sentence]) -> list[Candidate]:
-    index = index_actors(text)
-    candidates = []
+def attributions(
+    sentences: list[Sentence], index: ActorIndex
+) -> Iterator[tuple[Sentence, str | None]]:
+    """Each body sentence with the speaker it is attributed to: named after a closing quote,
+    the subject of a reporting verb, a title the article introduced, "he"/"she" for the last
+    speaker; None where no one is."""
     last_speaker: str | None = None
     for sentence in sentences:
         if sentence.is_heading:
             continue
         actor = attribute(sentence.text, index, last_speaker)
         last_speaker = actor or opening_person(sentence.text, index) or last_speaker
+        yield sentence, actor
+
+
+def sentence_speakers(sentences: list[Sentence], index: ActorIndex) -> dict[int, str]:
+    """The speaker of each candidate sentence (one that may state an item), by its start."""
+    return {
+        s.start: actor for s, actor in attributions(sentences, index) if actor and is_candidate(s)
+    }
+
+
+def find_candidates(
+    text: str, sentences: list[Sentence], index: ActorIndex | None = None
+) -> list[Candidate]:
+    """The sentences that may state an item, labelled and attributed by the rules (``index``:
+    the article's actor index, built from ``text`` when not given)."""
+    index = index_actors(text) if index is None else index
+    candidates = []
+    for sentence, actor in attributions(sentences, index):
         if not is_candidate(sentence):
             continue
         kind, stance = classify(sentence.text)

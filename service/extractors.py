@@ -20,7 +20,7 @@ from pydantic import ValidationError
 
 from service.article import Sentence
 from service.errors import first_error
-from service.extraction import Candidate, find_candidates, index_actors, names_in, to_items
+from service.extraction import Candidate, find_candidates, names_in, to_items
 from service.grounding import fold, locate_quote, unsupported_terms
 from service.prompts import fence
 from service.schemas import (
@@ -43,7 +43,7 @@ class Rules(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            self.keep(w, find_candidates(w.news_text, w.sentences))
+            self.keep(w, find_candidates(w.news_text, w.sentences, w.actors))
 
     @staticmethod
     def keep(w: Work, candidates: list[Candidate]) -> None:
@@ -66,12 +66,12 @@ class Learned(Extractor):
         from service.learned import article_features, items_for, sentence_matrix
 
         heads = ctx.heads
-        hidden = article_features(
-            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
-        )
+        hidden = article_features(ctx.local, works, heads)
         for w, h in zip(works, hidden, strict=True):
             x = sentence_matrix(h, w.sentences)
-            w.demands, w.positions, unattributed = items_for(heads, w.news_text, w.sentences, x)
+            w.demands, w.positions, unattributed = items_for(
+                heads, w.news_text, w.sentences, x, w.actors
+            )
             if unattributed:
                 w.diagnostics.items_dropped += unattributed
                 w.warnings.append(f"dropped {unattributed} items whose speaker could not be named")
@@ -89,7 +89,7 @@ class ModelScore(Extractor):
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         for w in works:
-            candidates = find_candidates(w.news_text, w.sentences)
+            candidates = find_candidates(w.news_text, w.sentences, w.actors)
             if candidates:
                 self._label(w, candidates, ctx)
             Rules.keep(w, candidates)
@@ -133,7 +133,7 @@ class ModelJson(Extractor):
         for w in works:
             chunks = ctx.chunks(w.sentences)
             w.chunks = max(w.chunks, len(chunks))
-            index = index_actors(w.news_text)
+            index = w.actors
             for c in chunks:
                 messages: list[BaseMessage] = [
                     SystemMessage(prompt.render("system", fields=fields)),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import glob
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from service.errors import InputError, StandpointError, first_error, printable
-from service.schemas import Article, ArticleId
+from service.schemas import Article, ArticleId, FailedArticle
 
 TEXT_SUFFIXES = {".txt", ".text", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -102,6 +102,36 @@ def read_paths(specs: Iterable[str], *, max_chars: int) -> Iterator[Row]:
                 yield from _jsonl_file_rows(file, max_chars=max_chars)
             else:
                 yield _file_row(file, max_chars=max_chars)
+
+
+def read_briefing_articles(
+    paths: Sequence[str], *, max_chars: int
+) -> tuple[list[dict[str, Any]], list[FailedArticle]]:
+    """Articles for a briefing from .txt, .html and .jsonl files (JSONL rows may carry outlet
+    and title); a file that cannot be read is a failure, not the end of the briefing."""
+    articles: list[dict[str, Any]] = []
+    failed: list[FailedArticle] = []
+    for name in paths:
+        try:
+            if Path(name).suffix == ".jsonl":
+                content = Path(name).read_text(encoding="utf-8")
+                keep = ("id", "text", "html", "outlet", "title")
+                articles += [
+                    {k: row[k] for k in keep if row.get(k) is not None}
+                    for row in jsonl_rows(name, content)
+                ]
+            else:
+                for row in read_paths([name], max_chars=max_chars):
+                    if row.article is None:
+                        failed.append(
+                            FailedArticle(id=Path(name).stem, status=422, message=str(row.error))
+                        )
+                    else:
+                        articles.append(row.article.model_dump(exclude_none=True))
+        except (InputError, OSError, UnicodeDecodeError) as exc:
+            message = exc.message if isinstance(exc, InputError) else str(exc)
+            failed.append(FailedArticle(id=Path(name).stem, status=422, message=message))
+    return articles, failed
 
 
 def _readable(path: Path) -> bool:

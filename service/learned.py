@@ -2,8 +2,8 @@
 
 Features: one forward pass of the local model per article, each sentence's token states at the
 heads' layer pooled into one vector (``LocalModel.sentence_features``), plus ``cue_features``;
-kept per article text in a small in-process cache so the learned summarizer and extractor of one
-call share one pass. Actors: every name or group the article uses in or just before an item
+kept on the article's ``Work`` so the learned summarizer and extractor of one call share one
+pass. Actors: every name or group the article uses in or just before an item
 sentence is a candidate (``actor_candidates``); the actor head scores each one from
 ``candidate_features``. Every output field is an article sentence, a name the article uses, or
 a clause of the sentence: nothing is generated.
@@ -11,24 +11,20 @@ a clause of the sentence: nothing is generated.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from service.article import Sentence
-from service.extraction import ActorIndex, attribute, demand_fields, index_actors, names_in
+from service.extraction import ActorIndex, attribute, demand_fields, names_in
 from service.extraction import _body as sentence_body
 from service.grounding import fold
 from service.heads import STANCES, Heads, cue_features
 from service.schemas import Demand, Position, Stance
-
-FEATURE_CACHE_SIZE = 256
-_FEATURES: OrderedDict[str, np.ndarray] = OrderedDict()
+from service.stages import LocalReader, Work
 
 GROUP_NOUNS = re.compile(
     r"\b(?:the\s+)?(?:[A-Z][\w.&'-]*\s+){0,3}"
@@ -48,39 +44,22 @@ _SAID_BEFORE = re.compile(r"[”\"],?\s+(?:said|says|added|told|wrote)\s+$", re.
 CANDIDATE_FEATURES = 12
 
 
-def text_key(text: str, model_id: str, layer: int, pooling: str) -> str:
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{model_id}|{layer}|{pooling}|{digest}"
-
-
-def article_features(
-    local: Any, texts: list[str], sentences: list[list[Sentence]], heads: Heads
-) -> list[np.ndarray]:
-    """Pooled model features ``[n_sentences, hidden]`` per article, from the cache or one pass
-    of the model per article not yet seen."""
-    keys = [text_key(t, heads.model_id, heads.layer, heads.pooling) for t in texts]
-    todo = [i for i, k in enumerate(keys) if k not in _FEATURES]
+def article_features(local: LocalReader, works: list[Work], heads: Heads) -> list[np.ndarray]:
+    """Pooled model features ``[n_sentences, hidden]`` per article: read by one pass of the
+    model per article that does not carry them yet, and kept on its ``Work`` (so the learned
+    summarizer and extractor of one call share the pass)."""
+    key = (heads.model_id, heads.layer, heads.pooling)
+    todo = [w for w in works if key not in w.features]
     if todo:
         pooled = local.sentence_features(
-            [texts[i] for i in todo],
-            [[(s.start, s.end) for s in sentences[i]] for i in todo],
+            [w.news_text for w in todo],
+            [[(s.start, s.end) for s in w.sentences] for w in todo],
             layers=[heads.layer],
         )
         which = 0 if heads.pooling == "mean" else 1
-        for i, array in zip(todo, pooled, strict=True):
-            _FEATURES[keys[i]] = array[0, :, which]
-            while len(_FEATURES) > FEATURE_CACHE_SIZE:
-                _FEATURES.popitem(last=False)
-    out = []
-    for k in keys:
-        _FEATURES.move_to_end(k)
-        out.append(_FEATURES[k])
-    return out
-
-
-def clear_feature_cache() -> None:
-    """Forget every article's features (benchmarks time the model's reading, not the cache)."""
-    _FEATURES.clear()
+        for w, array in zip(todo, pooled, strict=True):
+            w.features[key] = array[0, :, which]
+    return [w.features[key] for w in works]
 
 
 def sentence_matrix(hidden: np.ndarray, sentences: list[Sentence]) -> np.ndarray:
@@ -100,8 +79,7 @@ class Speakers:
     last: list[str | None]
 
 
-def speakers(text: str, sentences: list[Sentence]) -> Speakers:
-    index = index_actors(text)
+def speakers(sentences: list[Sentence], index: ActorIndex) -> Speakers:
     attributed: list[str | None] = []
     last: list[str | None] = []
     previous: str | None = None
@@ -180,7 +158,7 @@ def choose_actor(
 
 
 def items_for(
-    heads: Heads, text: str, sentences: list[Sentence], x: np.ndarray
+    heads: Heads, text: str, sentences: list[Sentence], x: np.ndarray, index: ActorIndex
 ) -> tuple[list[Demand], list[Position], int]:
     """Demands and positions of one article from its sentence rows; the count of item
     sentences dropped because no actor could be chosen."""
@@ -191,7 +169,7 @@ def items_for(
     p_demand = heads.heads["demand"].proba(x)[:, 1]
     p_position = heads.heads["position"].proba(x)[:, 1]
     stance = heads.heads["stance"].proba(x)
-    who = speakers(text, sentences)
+    who = speakers(sentences, index)
     unattributed = 0
     for j, s in enumerate(sentences):
         is_demand = p_demand[j] >= heads.thresholds["demand"]

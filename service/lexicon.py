@@ -307,3 +307,82 @@ NUMBER_WORDS: Mapping[str, str] = MappingProxyType(
         "billion": "1000000000",
     }
 )
+
+
+# ---------------------------------------------------------------------------
+# Briefings (service.briefing): which names stand for one country or body across
+# articles, which words tie a person to one, and which words are not content.
+# ---------------------------------------------------------------------------
+# Names that stand for a country or body, and the words that tie a person to one.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "Russia": ("russia", "moscow", "kremlin", "russian government", "russian side"),
+    "Ukraine": ("ukraine", "kyiv", "kiev", "ukrainian government", "ukrainian side"),
+    "United States": (
+        "us",
+        "u.s.",
+        "usa",
+        "united states",
+        "washington",
+        "white house",
+        "trump administration",
+        "american side",
+    ),
+    "European Union": (
+        "eu",
+        "european union",
+        "brussels",
+        "bloc",
+        "european commission",
+        "commission",
+    ),
+    "United Kingdom": (
+        "uk",
+        "britain",
+        "united kingdom",
+        "london",
+        "downing street",
+        "number 10",
+        "no 10",
+        "uk government",
+        "british government",
+    ),
+    "China": ("china", "beijing"),
+}
+AFFILIATIONS = {
+    "Russia": r"russia(?:n|'s)?|kremlin|moscow(?:'s)?",
+    "Ukraine": r"ukrain(?:e|ian|e's)|kyiv(?:'s)?",
+    "United States": r"u\.s\.|us|american|washington(?:'s)?",
+    "European Union": r"eu|european commission|european union|brussels",
+    "United Kingdom": r"uk|british|britain(?:'s)?",
+    "China": r"china(?:'s)?|chinese|beijing(?:'s)?",
+    "Ireland": r"irish|ireland(?:'s)?",
+}
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+PERSON_TITLE_WORDS = _words(
+    "president vice prime minister secretary envoy spokesperson spokesman spokeswoman aide "
+    "chief negotiator leader head deputy special foreign defence defense top senior former "
+    "general ambassador adviser advisor chancellor official press state of lord sir mr mrs "
+    "ms dr taoiseach premier commissioner mayor governor senator chairman chairwoman chair "
+    "ceo director commander speaker judge justice professor king queen"
+)
+# Words that make a capitalised name an institution or a place, not a person.
+INSTITUTION_WORDS = _words(
+    "service services union commission council ministry party states kingdom sea agency "
+    "government department office court bank group company corporation association "
+    "committee parliament congress senate forces army navy news press league federation "
+    "organisation organization institute university center centre studies trade "
+    "international industry fund trust board administration delegation conference summit "
+    "talks agreement deal"
+)
+STOPWORDS = _words(
+    "the a an and or but of to in on at for with by from as that this these those is are "
+    "was were be been being it its their there they them he she his her we our you your i "
+    "not no any all some would could should will can may might must has have had do does "
+    "did said says say also than then into about over after before only just more most such "
+    "which who whom what when where while very"
+)

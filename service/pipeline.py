@@ -24,19 +24,21 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from service.article import clean_article, split_sentences
-from service.checks import (
-    CHECKS_VERSION,
-    check_items,
-    check_summary,
-    find_instructions,
-    instruction_warning,
-)
+from service.checks import CHECKS_VERSION, check_items, check_summary
 from service.errors import InputError, ModelError, StandpointError
+from service.guard import find_instructions, instruction_warning
 from service.inputs import parse_article
 from service.language import detect_language, language_warning
 from service.prompts import Prompt, load_prompt
+from service.registry import needs_of, stage_class
 from service.schemas import Article, Meta, Result
-from service.stages import Need, Stage, StageContext, Work, needs_of, stage_class
+from service.stages import (
+    Need,
+    Stage,
+    StageContext,
+    Work,
+    local_reader,
+)
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -68,7 +70,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if needs & MODEL_NEEDS and model is None:
             names = f"{settings.summarizer}/{settings.extractor}"
             raise ModelError(f"the configured stages ({names}) need a model; none was given")
-        if needs & {Need.SCORER, Need.FEATURES} and not hasattr(model, "local"):
+        if needs & {Need.SCORER, Need.FEATURES} and local_reader(model) is None:
             raise ModelError(
                 "model-rank, model-score and the learned stages read a local model's scores "
                 "or features; an OpenAI-compatible server cannot serve them"

@@ -17,7 +17,6 @@ from typing import Any
 
 from service.batch import run_rows
 from service.inputs import jsonl_lines, jsonl_row
-from service.pipeline import build_pipeline
 from service.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -34,10 +33,14 @@ class SummarizerActor:
     def __init__(
         self, *, settings: Settings, load_model: bool = False, cache_path: str | None = None
     ) -> None:
-        from service.cache import ResultCache
+        from service.cache import CachedPipeline
 
-        self.pipeline = build_pipeline(settings, load_model=load_model)
-        self.cache = ResultCache(Path(cache_path)) if cache_path else None
+        self.runner = CachedPipeline.open(
+            settings,
+            load_model=load_model,
+            cache_path=Path(cache_path) if cache_path else None,
+            cached=cache_path is not None,
+        )
         self.max_chars = settings.max_chars
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
@@ -45,7 +48,7 @@ class SummarizerActor:
             jsonl_row(bytes(raw), where=str(where), max_chars=self.max_chars)
             for where, raw in zip(batch["where"], batch["raw"], strict=True)
         ]
-        outcome = run_rows(self.pipeline, rows, cache=self.cache)
+        outcome = run_rows(self.runner, rows)
         return {"id": [r.id for r in rows], "json": outcome.lines, "ok": outcome.ok}
 
 

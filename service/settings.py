@@ -1,8 +1,12 @@
-"""Settings, read from STANDPOINT_* environment variables and validated at start-up."""
+"""Settings, read from STANDPOINT_* environment variables and validated at start-up.
+
+The floor of the package: it imports pydantic and ``service.errors`` only. Stage names are
+checked where the pipeline is built (``service.pipeline.build_pipeline``), command-line flags
+are defined in ``service.cli``.
+"""
 
 from __future__ import annotations
 
-import argparse
 import types
 from collections.abc import Collection, Mapping
 from functools import lru_cache
@@ -66,19 +70,6 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [o.strip() for o in value.split(",") if o.strip()]
-        return value
-
-    @field_validator("summarizer", "extractor")
-    @classmethod
-    def _registered(cls, value: str, info: Any) -> str:
-        from service.stages import registered
-
-        names = registered(info.field_name)
-        if value not in names:
-            raise ValueError(
-                f"STANDPOINT_{info.field_name.upper()}={value!r} is not registered; "
-                f"choose one of {', '.join(sorted(names))}"
-            )
         return value
 
     @property
@@ -174,34 +165,3 @@ def allowed_values(field: str) -> str:
 @lru_cache
 def get_settings() -> Settings:
     return load_settings()
-
-
-# Command-line flags that override settings, shared by every subcommand that runs the pipeline.
-PIPELINE_FLAGS = ("model", "summarizer", "extractor")
-
-
-def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    from service.stages import registered
-
-    parser.add_argument("--model", help="embedded, a model folder, a .gguf file, or openai:<name>")
-    parser.add_argument("--summarizer", choices=sorted(registered("summarizer")))
-    parser.add_argument("--extractor", choices=sorted(registered("extractor")))
-    parser.add_argument(
-        "--load-model",
-        action="store_true",
-        help="load the model even if the chosen stages do not need it (meta names it)",
-    )
-
-
-def settings_from_args(args: argparse.Namespace, *extra: str, **overrides: Any) -> Settings:
-    """Settings from the environment, overridden by the pipeline flags (and the ``extra``
-    flags named) that were given, then by ``overrides``; bad values are one ``SettingsError``
-    naming each variable or flag."""
-    values = {
-        name: getattr(args, name)
-        for name in (*PIPELINE_FLAGS, *extra)
-        if getattr(args, name, None) is not None
-    }
-    flags = set(values)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return load_settings(values, flags=flags)

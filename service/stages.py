@@ -15,9 +15,12 @@ To add a stage, write one class in ``service/summarizers.py`` or ``service/extra
         def run(self, works, ctx):
             ...
 
-Settings accept its name as soon as it is registered; nothing else changes. The pipeline
-applies the checks of ``service.checks`` to whatever a stage makes (instruction-like sentences
-are never in ``Work.sentences``; items and summaries are checked after the stage runs).
+A pipeline accepts its name as soon as it is registered (``service.registry`` looks names up
+when the pipeline is built); nothing else changes. The pipeline applies the checks of
+``service.checks`` to whatever a stage makes (instruction-like sentences are never in
+``Work.sentences``; items and summaries are checked after the stage runs). Facts about an
+article that several stages and checks read (the actor index, who each sentence is attributed
+to, the model's features) are computed once and travel on its ``Work``.
 """
 
 from __future__ import annotations
@@ -26,14 +29,17 @@ import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
+import numpy as np
 from langchain_core.messages import BaseMessage
 
 from service.article import Sentence
 from service.errors import Cancelled, ModelError
+from service.extraction import ActorIndex, index_actors, sentence_speakers
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -44,6 +50,31 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 StageKind = Literal["summarizer", "extractor"]
+
+
+class LocalReader(Protocol):
+    """What the scoring and learned stages need of a local model (``service.model.LocalModel``);
+    a chat model served over HTTP has none of it."""
+
+    model_id: str
+
+    def count_tokens(self, text: Any) -> int: ...
+
+    def render(self, messages: list[dict[str, str]]) -> Any: ...
+
+    def score(
+        self, prefix: Any, queries: list[str], options: list[str], *, chunk_size: int = ...
+    ) -> list[list[float]]: ...
+
+    def sentence_features(
+        self, texts: list[str], spans: list[list[tuple[int, int]]], *, layers: Sequence[int]
+    ) -> list[np.ndarray]: ...
+
+
+def local_reader(model: object) -> LocalReader | None:
+    """The local model behind a chat model (``LocalChatModel.local``), or None for a server."""
+    local = getattr(model, "local", None)
+    return cast("LocalReader | None", local)
 
 
 class Need(StrEnum):
@@ -74,6 +105,25 @@ class Work:
     generated_tokens: int = 0
     timings: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     model_ms: float = 0.0  # this article's share of the batched model calls so far
+    # The model's pooled sentence features, by (model id, layer, pooling): read once per
+    # article by the first learned stage, shared by the next (service.learned).
+    features: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict, repr=False)
+    _actors: ActorIndex | None = field(default=None, repr=False)
+    _speakers: dict[int, str] | None = field(default=None, repr=False)
+
+    @property
+    def actors(self) -> ActorIndex:
+        """The people and bodies the news text names (built once, on first use)."""
+        if self._actors is None:
+            self._actors = index_actors(self.news_text)
+        return self._actors
+
+    @property
+    def speakers(self) -> dict[int, str]:
+        """Who the article attributes each candidate sentence to, by sentence start (once)."""
+        if self._speakers is None:
+            self._speakers = sentence_speakers(self.sentences, self.actors)
+        return self._speakers
 
     @property
     def news_text(self) -> str:
@@ -128,28 +178,6 @@ def register(stage: S) -> S:
     return stage
 
 
-def registered(kind: StageKind) -> dict[str, type[Stage]]:
-    """The stages of one kind by name (the built-in ones are imported on first use)."""
-    import service.extractors
-    import service.summarizers  # noqa: F401  (registration happens on import)
-
-    return dict(_REGISTRY[kind])
-
-
-def stage_class(kind: StageKind, name: str) -> type[Stage]:
-    table = registered(kind)
-    if name not in table:
-        raise ValueError(f"unknown {kind} {name!r}; registered: {', '.join(sorted(table))}")
-    return table[name]
-
-
-def needs_of(settings: Settings) -> frozenset[Need]:
-    """Everything the configured stages need."""
-    return stage_class("summarizer", settings.summarizer).needs | (
-        stage_class("extractor", settings.extractor).needs
-    )
-
-
 @dataclass
 class StageContext:
     """What a stage may use: settings, the model (if any), its prompts, and model plumbing."""
@@ -179,9 +207,9 @@ class StageContext:
         return self._heads[0]
 
     @property
-    def local(self) -> Any:
+    def local(self) -> LocalReader:
         """The local model behind the chat model (scoring and token counts need it)."""
-        local = getattr(self.model, "local", None)
+        local = local_reader(self.model)
         if local is None:
             raise ModelError("this stage scores options by likelihood and needs a local model")
         return local
@@ -203,7 +231,7 @@ class StageContext:
             return []
         if self.model is None:
             raise ModelError("this stage needs a model; none was given")
-        local = hasattr(self.model, "local")
+        local = local_reader(self.model) is not None
         if local:
             kwargs["cancel"] = self.cancel
         else:
@@ -242,7 +270,7 @@ class StageContext:
         return texts
 
     def count_tokens(self, text: str) -> int:
-        local = getattr(self.model, "local", None)
+        local = local_reader(self.model)
         return int(local.count_tokens(text)) if local is not None else math.ceil(len(text) / 4)
 
     def chunks(self, sentences: list[Sentence]) -> list[list[Sentence]]:

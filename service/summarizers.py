@@ -143,17 +143,14 @@ class Learned(Extractive):
     def run(self, works: list[Work], ctx: StageContext) -> None:
         from service.learned import article_features
 
-        heads = ctx.heads
-        hidden = article_features(
-            ctx.local, [w.news_text for w in works], [w.sentences for w in works], heads
-        )
-        self._hidden = {id(w): h for w, h in zip(works, hidden, strict=True)}
+        article_features(ctx.local, works, ctx.heads)  # one pass per article, kept on its Work
         super().run(works, ctx)
 
     def rank(self, body: list[Sentence], work: Work, ctx: StageContext) -> list[Sentence]:
-        from service.learned import salience, sentence_matrix
+        from service.learned import article_features, salience, sentence_matrix
 
-        x = sentence_matrix(self._hidden[id(work)], work.sentences)
+        (hidden,) = article_features(ctx.local, [work], ctx.heads)
+        x = sentence_matrix(hidden, work.sentences)
         score = dict(zip(work.sentences, salience(ctx.heads, x), strict=True))
         return sorted(body, key=lambda s: (-score[s], s.start))
 

@@ -38,6 +38,7 @@ import numpy as np
 
 from service.article import Sentence
 from service.errors import InputError, StandpointError
+from service.extraction import index_actors
 from service.heads import DEFAULT_HEADS, STANCES, Heads, Logistic
 from service.learned import (
     actor_candidates,
@@ -372,7 +373,7 @@ def actor_data(examples: list[Example]) -> tuple[np.ndarray, np.ndarray]:
 
     rows, labels = [], []
     for e in examples:
-        who = speakers(e.text, e.sentences)
+        who = speakers(e.sentences, index_actors(e.text))
         for j in range(len(e.sentences)):
             if not e.actors[j]:
                 continue
@@ -544,7 +545,9 @@ def cross_validate(
             x = matrix(e, features, config.layer, config.pooling)
             groups = [e.domain, "all"]
             if e.reference is not None:
-                demands, positions, _ = items_for(heads, e.text, e.sentences, x)
+                demands, positions, _ = items_for(
+                    heads, e.text, e.sentences, x, index_actors(e.text)
+                )
                 work = Work(article=_article(e), text=e.text, sentences=e.sentences)
                 Rules().run([work], ctx)
                 systems = {
@@ -854,7 +857,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from service.settings import settings_from_args
+    from service.cli import settings_from_args
 
     settings = settings_from_args(args)
     config = None

@@ -28,9 +28,9 @@ from schemathesis.checks import (
 )
 from schemathesis.generation import GenerationMode
 
-import service.api
+import service.batcher
 from service.api import create_app
-from service.cli import parser
+from service.cli import main
 from service.errors import ModelError
 from service.pipeline import Pipeline
 from service.settings import Settings
@@ -480,11 +480,9 @@ def test_serve_binds_loopback_by_default(monkeypatch: pytest.MonkeyPatch) -> Non
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(kw, app=app))
-    args = parser().parse_args(["serve"])
-    assert service.api.run(args) == 0
+    assert main(["serve"]) == 0
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8000)
-    args = parser().parse_args(["serve", "--port", "8123", "--summarizer", "centrality"])
-    service.api.run(args)
+    assert main(["serve", "--port", "8123", "--summarizer", "centrality"]) == 0
     assert seen["port"] == 8123
     assert seen["app"].state.settings.summarizer == "centrality"
 
@@ -870,12 +868,14 @@ def test_runs_grow_by_one_article_and_halve_after_one_over_the_budget(tmp_path: 
     with the run (rows wait for the longest), so a run size is tried only after the one below
     it finished within the budget (80% of the 10 s deadline here)."""
     settings = make_settings(tmp_path, request_timeout_s=10, batch_size=8)
-    batcher = service.api.Batcher(
-        settings=settings, metrics=service.api.Metrics(), pipeline=None, load=lambda: None
+    batcher = service.batcher.Batcher(
+        settings=settings, metrics=service.batcher.Metrics(), pipeline=None, load=lambda: None
     )  # type: ignore[arg-type, return-value]
 
     def after_run(articles: int, seconds: float) -> int:
-        run = service.api._Run(jobs=[], articles=articles, started=0.0, cancel=threading.Event())
+        run = service.batcher._Run(
+            jobs=[], articles=articles, started=0.0, cancel=threading.Event()
+        )
         batcher._learn(run, articles, now=seconds)
         return batcher._run_limit()
 

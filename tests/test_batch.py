@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -14,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from service import batch as batch_module
 from service import summarize_many
 from service.cache import ResultCache
+from service.cli import parser
 from service.errors import StandpointError
 from service.pipeline import Pipeline
 from service.schemas import Result
@@ -42,12 +41,15 @@ def read_output(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def run_cli(*argv: str | Path) -> int:
+    """``standpoint batch ARGV`` in this process; a StandpointError propagates (no exit code)."""
+    args = parser().parse_args(["batch", *map(str, argv)])
+    return int(args.handler(args))
+
+
 def batch(*argv: str | Path, cache: Path | None = None) -> int:
-    """Run the batch subcommand in this process (without the other plugged subcommands)."""
-    parser = argparse.ArgumentParser()
-    batch_module.add_arguments(parser)
     extra = ["--cache", str(cache)] if cache else ["--no-cache"]
-    return batch_module.run(parser.parse_args([*map(str, argv), "--no-progress", *extra]))
+    return run_cli(*argv, "--no-progress", *extra)
 
 
 @pytest.fixture(autouse=True)
@@ -194,11 +196,7 @@ def test_the_cache_is_shared_between_runs(tmp_path: Path, capsys) -> None:
 
 def test_default_cache_is_the_shared_results_file(tmp_path: Path) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", [article(1)])
-    parser = argparse.ArgumentParser()
-    batch_module.add_arguments(parser)
-    args = parser.parse_args([str(source), "-o", str(tmp_path / "out.jsonl"), "--no-progress"])
-
-    assert batch_module.run(args) == 0
+    assert run_cli(source, "-o", tmp_path / "out.jsonl", "--no-progress") == 0
 
     assert len(ResultCache(tmp_path / "cache-dir" / "results.sqlite")) == 1
 
@@ -253,13 +251,9 @@ def test_the_cache_path_setting_is_the_cache_batch_uses(tmp_path: Path, monkeypa
     shared = tmp_path / "shared" / "results.sqlite"
     monkeypatch.setenv("STANDPOINT_CACHE_PATH", str(shared))
     source = write_jsonl(tmp_path / "in.jsonl", [article(1), article(2)])
-    parser = argparse.ArgumentParser()
-    batch_module.add_arguments(parser)
-
     for name in ("first", "second"):
         out = tmp_path / f"{name}.jsonl"
-        args = parser.parse_args([str(source), "-o", str(out), "--no-progress"])
-        assert batch_module.run(args) == 0
+        assert run_cli(source, "-o", out, "--no-progress") == 0
 
     assert len(ResultCache(shared)) == 2
     assert Settings().result_cache_path == shared  # what create_app(Settings()) opens

@@ -11,8 +11,9 @@ import pytest
 
 from eval import briefing as brief_eval
 from service import brief
-from service.briefing import ActorResolver, cluster, person_name, render
+from service.briefing import ActorResolver, cluster, person_name
 from service.cli import main
+from service.cli import render_briefing as render
 from service.pipeline import Pipeline
 from service.schemas import Briefing
 from service.settings import Settings

@@ -18,9 +18,10 @@ from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from service.pipeline import Pipeline
+from service.registry import registered
 from service.schemas import Result
 from service.settings import Settings
-from service.stages import Need, registered
+from service.stages import Need
 
 CANARIES = Path(__file__).parent / "canaries"
 CASES = [json.loads(line) for line in (CANARIES / "articles.jsonl").read_text().splitlines()]

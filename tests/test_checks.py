@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import pytest
 
 from service.article import split_sentences
-from service.checks import find_instructions, is_instruction
+from service.guard import find_instructions, is_instruction
 from service.pipeline import Pipeline
 from service.schemas import Demand, Position
 from service.settings import Settings

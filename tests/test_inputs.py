@@ -7,7 +7,6 @@ ids become strings, and text that is not valid Unicode (a lone surrogate) is ref
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import subprocess
@@ -20,10 +19,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from service import batch as batch_module
 from service import summarize_many
 from service.api import create_app
 from service.cache import ResultCache
+from service.cli import parser
 from service.errors import InputError, StandpointError
 from service.pipeline import Pipeline
 from service.schemas import Result
@@ -94,12 +93,11 @@ def test_summarize_many_with_the_cache(tmp_path: Path) -> None:
 
 
 def test_standpoint_batch(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    batch_module.add_arguments(parser)
     output = tmp_path / "out.jsonl"
-    args = [str(write_rows(tmp_path / "in.jsonl")), "-o", str(output), "--no-progress"]
+    argv = ["batch", str(write_rows(tmp_path / "in.jsonl")), "-o", str(output), "--no-progress"]
+    args = parser().parse_args(argv)
 
-    assert batch_module.run(parser.parse_args(args)) == 2
+    assert args.handler(args) == 2
 
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     check({r["id"]: outcome(r) for r in rows})

@@ -30,7 +30,7 @@ DRIVER = """
 import contextlib, io, json, sys
 import service
 from service import resources
-from service.api import read_seeds
+from service.resources import read_seeds
 from service.cli import main
 
 runs = []

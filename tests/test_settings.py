@@ -8,6 +8,7 @@ import pytest
 
 from service.cli import main
 from service.errors import InputError, ModelError, SettingsError, StandpointError
+from service.pipeline import build_pipeline
 from service.settings import Settings, get_settings, load_settings
 from tests.conftest import ROOT, SEEDS
 
@@ -67,8 +68,8 @@ def test_get_settings_reports_the_same_way(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_validators_messages_still_name_the_variable() -> None:
-    with pytest.raises(SettingsError, match="STANDPOINT_SUMMARIZER='nope' is not registered"):
-        load_settings({"summarizer": "nope"})
+    with pytest.raises(SettingsError, match=r"STANDPOINT_SUMMARIZER='nope' .* is not registered"):
+        build_pipeline(load_settings({"summarizer": "nope"}))
     with pytest.raises(SettingsError, match="STANDPOINT_MODEL='/no/such' is neither"):
         load_settings({"model": "/no/such"})
 

@@ -1,0 +1,160 @@
+"""Instruction-like text in articles: text addressed to a model or an editor, not the reader.
+
+Instruction-like sentences (``find_instructions``) are set aside when an article is prepared
+(``service.pipeline``): no stage sees them, and they never become summary sentences or items.
+A sentence is instruction-like when it addresses a model or an editor rather than the reader:
+
+- chat-template markers (``<|im_start|>``, ``[INST]``, ``<<SYS>>``, ``<start_of_turn>``) or a
+  role tag opening it (``SYSTEM:``, ``User:``, ``Assistant:``, ``### Instruction:``);
+- a greeting or note to a model ("Note to AI systems ...", "ATTENTION LANGUAGE MODEL:",
+  "Assistant, ...", "If you are an AI ..."), or instructions from or for an editor;
+- an override ("ignore all previous instructions", "forget your rules", "you are now ...");
+- orders about the output ("the summary must state ...", "you must report that ...",
+  "Write that ...", "When summarizing this article, say ...").
+
+A journalist's report *about* such text stays ordinary content: a signal inside quotation
+marks in a sentence with a reporting verb outside them ("the note read “SYSTEM: ...”, police
+said"), or after an indirect command ("told the AI to ignore previous instructions"), is not
+an instruction. A chat marker or role tag opens a block: a chat turn runs to its end marker
+(``<|im_end|>``, ``[/INST]``), else to the end of the paragraph, as does a role-tag or
+note-to-a-model passage.
+
+Owns the patterns and the detector; imports only ``service.article``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from service.article import Sentence
+
+_OPENS_TURN = (
+    r"<\|im_start\|>|<\|start_header_id\|>|<\|(?:system|user|assistant)\|>|\[INST\]|<start_of_turn>"
+)
+_ENDS_TURN = r"<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<\|endoftext\|>|\[/INST\]|<end_of_turn>"
+CHAT_MARKER = re.compile(
+    rf"{_OPENS_TURN}|{_ENDS_TURN}|<\|[a-z_]{{2,30}}\|>|<</?SYS>>|\[/?INST\]", re.IGNORECASE
+)
+_ROLE_TAG = re.compile(
+    r"^\W{0,3}(?:system|assistant|user|human|developer|ai|bot)\s*:"
+    r"|^#{2,4}\s*(?:instruction|system|response|input|human|assistant)\b",
+    re.IGNORECASE,
+)
+# Who a message to a model addresses; _ADDRESSEE adds words that need a greeting before them.
+_AI = (
+    r"(?:AI|A\.I\.|AIs|artificial intelligence|(?:AI|language|large language) models?|LLMs?|"
+    r"assistants?|chat ?bots?|ChatGPT|GPT[\w.-]*|Claude|Gemini|Copilot|summari[sz]ers?|"
+    r"AI (?:systems?|tools?|agents?))"
+)
+_ADDRESSEE = rf"(?:{_AI}|models?|bots?|crawlers?|scrapers?)"
+_TO_MODEL = re.compile(
+    rf"^\W{{0,3}}(?:hi|hey|hello|dear|attention|note to|message (?:to|for)|memo to|"
+    rf"reminder (?:to|for)|instructions? (?:to|for))\b[,:]?\s+(?:the |all |any |every )?"
+    rf"(?:\w+ )?{_ADDRESSEE}\b"
+    rf"|^\W{{0,3}}{_AI}\s*(?::|,(?=.*\b(?:you|your|please)\b))"
+    rf"|\b(?:if|when) you are an? (?:\w+ ){{0,2}}?{_ADDRESSEE}\b",
+    re.IGNORECASE,
+)
+_TO_EDITOR = re.compile(
+    r"\b(?:new |updated |revised |additional |special |secret |hidden )?instructions? "
+    rf"(?:from|for|to) (?:the |an |our )?(?:\w+ )?(?:editors?|desk|newsroom|{_AI})\b"
+    r"|^\W{0,3}(?:dear |attention |note to (?:the )?)editors?\b[,:]?"
+    r"(?=.*\b(?:summary|headline|article|story|output)\b)",
+    re.IGNORECASE,
+)
+_OVERRIDE = re.compile(
+    r"\b(?:ignore|disregard|forget|override|bypass)\s+(?:(?:all|any)\s+(?:of\s+)?)?"
+    r"(?:(?:the|these|those|your|my)\s+)?"
+    r"(?:(?:previous|prior|above|earlier|preceding|original|foregoing|system|initial)\s+"
+    r"(?:\w+\s+)?(?:instructions?|prompts?|directions|directives|guidelines|rules|context|"
+    r"text|article|messages?)\b"
+    r"|(?<=your )(?:instructions|prompts?|rules|guidelines|directives|programming|training)\b"
+    r"|(?:the\s+)?(?:article|text|content|instructions|prompt)\s+above\b)"
+    r"|\byou are now\b|\bfrom now on,? you\b|\byour (?:new|real|true) (?:task|role|job|"
+    r"instructions?)\b|\b(?:you (?:must |should |will )?pretend|pretend you are)\b",
+    re.IGNORECASE,
+)
+_OUTPUT = (
+    r"(?:output|write|say|state|report|print|return|respond|reply|include|add|list|mention|"
+    r"attribute|summari[sz]e|extract|claim|insert|append|describe|name|credit)"
+)
+_ORDERS = re.compile(
+    r"\b(?:the|your|this|any) (?:summary|summaries|output|answer|response|reply|extraction|json|"
+    r"headline)s? (?:must|should|shall|will|needs? to|has to|is to) (?:also |now |only )?"
+    r"(?:state|say|include|mention|read|contain|list|report|claim|attribute|name|show|begin|"
+    r"start|end|note|credit)\b"
+    rf"|\byou (?:must|should|shall|will|need to|have to|are (?:required |instructed )?to) "
+    rf"(?:now |also |instead |only )?(?:{_OUTPUT}|ignore|disregard|forget|pretend)\b"
+    rf"|^\W{{0,3}}(?:please |now |also |instead )?{_OUTPUT} (?:that|only|exactly|the following|"
+    rf"this|[:\"“'‘])"
+    rf"|\b(?:when|while|before|after) (?:you )?(?:summari[sz]|extract|process|read|analy[sz]|"
+    rf"rewrit|translat)\w* (?:this|the) (?:article|page|text|story|document|content)\b"
+    rf"(?=.*\b(?:you|say|state|write|output|report|mention|include)\b)",
+    re.IGNORECASE,
+)
+_SIGNALS = (CHAT_MARKER, _ROLE_TAG, _TO_MODEL, _TO_EDITOR, _OVERRIDE, _ORDERS)
+_OPENS_BLOCK = (CHAT_MARKER, _ROLE_TAG, _TO_MODEL)
+# "told the AI to ignore ...": an indirect command, reported.
+_INDIRECT = re.compile(
+    r"\b(?:told|tells|telling|instructed|instructs|instructing|asked|asks|ordered|orders|"
+    r"directed|urged|tricked|tricks|tricking|prompted|commanded|coaxed|manipulated|led|"
+    r"leading)\s+(?:[\w'’.-]+\s+){0,4}?to\s+",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(r"“[^”]*”|\"[^\"]*\"")
+_REPORTED = re.compile(
+    r"\b(?:said|says|read|reads|wrote|writes|stated|reported|told|found|showed|shows|"
+    r"contained|contains|included|includes|according to|warned|described)\b",
+    re.IGNORECASE,
+)
+
+
+def is_instruction(sentence: str) -> bool:
+    """Whether a sentence addresses a model or an editor (and does not just report that
+    some text did)."""
+    return _signal(sentence) is not None
+
+
+def _signal(sentence: str) -> tuple[re.Pattern[str], re.Match[str]] | None:
+    """The first signal that makes a sentence instruction-like, with its pattern."""
+    quoted = [m.span() for m in _QUOTED.finditer(sentence)]
+    reported = bool(_REPORTED.search(_QUOTED.sub(" ", sentence)))
+    frames = [m.start() for m in _INDIRECT.finditer(sentence)]
+    for pattern in _SIGNALS:
+        for match in pattern.finditer(sentence):
+            in_quotes = any(a <= match.start() < b for a, b in quoted)
+            if (in_quotes and reported) or any(f <= match.start() for f in frames):
+                continue  # a report of what some text said
+            return pattern, match
+    return None
+
+
+def find_instructions(text: str, sentences: list[Sentence]) -> list[Sentence]:
+    """The instruction-like sentences of an article, with the blocks they open."""
+    flagged: list[Sentence] = []
+    block_end = -1
+    for s in sentences:
+        if s.start < block_end:
+            flagged.append(s)
+            continue
+        found = _signal(s.text)
+        if found is None:
+            continue
+        flagged.append(s)
+        pattern, match = found
+        if pattern in _OPENS_BLOCK:
+            paragraph_end = text.find("\n", s.end)
+            block_end = len(text) if paragraph_end < 0 else paragraph_end
+            if re.fullmatch(_OPENS_TURN, match.group(), re.IGNORECASE):
+                closer = re.compile(_ENDS_TURN, re.IGNORECASE).search(text, s.start + match.end())
+                block_end = closer.end() if closer else block_end
+    return flagged
+
+
+def instruction_warning(instructions: list[Sentence]) -> str:
+    where = ", ".join(f"{s.start}-{s.end}" for s in instructions[:5])
+    more = f" and {len(instructions) - 5} more" if len(instructions) > 5 else ""
+    return (
+        f"ignored {len(instructions)} instruction-like sentences addressed to a model or an "
+        f"editor (characters {where}{more}): kept out of the summary and the items"
+    )
