@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Outcome:
+class RowLines:
     """What one batch produced: output lines in input order, and counts for the summary."""
 
     lines: list[str] = field(default_factory=list)
@@ -191,12 +191,12 @@ def error_line(row_id: str | None, *, message: str, kind: str) -> str:
 
 
 # Running ------------------------------------------------------------------------------------
-def run_rows(runner: CachedPipeline, rows: Sequence[Row]) -> Outcome:
+def run_rows(runner: CachedPipeline, rows: Sequence[Row]) -> RowLines:
     """One pipeline call over the readable rows; output lines for all rows, in order.
 
     The pipeline answers each article on its own (an error in place of a failed one).
     """
-    outcome = Outcome()
+    outcome = RowLines()
     articles: list[Article | dict[str, Any]] = [r.article for r in rows if r.article is not None]
 
     def count_hit(result: Result) -> None:
@@ -282,7 +282,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def _run_in_worker(rows: list[Row]) -> Outcome:
+def _run_in_worker(rows: list[Row]) -> RowLines:
     return run_rows(_worker["runner"], rows)
 
 
@@ -293,7 +293,7 @@ def _outcomes(
     settings: Settings,
     load: bool,
     cache_path: Path | None,
-) -> Iterator[Outcome]:
+) -> Iterator[RowLines]:
     """Each batch's outcome, in order: in this process, or across ``workers`` processes."""
     if workers == 1:
         runner = _open(settings, load=load, cache_path=cache_path)
@@ -308,7 +308,7 @@ def _outcomes(
         initializer=_init_worker,
         initargs=(settings, load, cache_path),
     ) as pool:
-        window: list[Future[Outcome]] = []
+        window: list[Future[RowLines]] = []
         for rows in batches:
             window.append(pool.submit(_run_in_worker, rows))
             if len(window) > 2 * workers:
