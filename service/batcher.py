@@ -264,11 +264,12 @@ class Batcher:
     # Admission by measured cost -------------------------------------------------------------
     def _article_cost(self, now: float) -> float | None:
         """Seconds per fresh article: the measured average, or more if the run in progress
-        has already taken longer per article."""
+        has already taken longer per article (a run nobody waits for any more is stopping at
+        its next step: its time says nothing about what the next article costs)."""
         if self._cost is None:
             return None
         run = self._run
-        if run is None:
+        if run is None or run.cancel.is_set():
             return self._cost
         return max(self._cost, (now - run.started) / run.articles)
 
