@@ -376,3 +376,131 @@ def mean_ci(
     means = data[rng.integers(0, data.size, size=(resamples, data.size))].mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
     return mean, float(low), float(high)
+
+
+# ---------------------------------------------------------------------------
+# Fields of matched items: is the structure right, not only the sentence?
+#
+# Items are matched as ``result_extraction_scores`` matches them (demands with demands,
+# positions with positions, actor and evidence agreeing); for every matched pair the fields
+# are compared. ``field_counts`` returns sums over one article, so articles add up (micro
+# averages) and can be resampled by article; ``field_rates`` turns summed counts into rates.
+
+FIELD_MATCH = 0.5  # token F1 at which a target or conditions span counts as found
+COPY_SHARE = 0.7  # a field holding this share of its quote's words copies the sentence
+
+
+def _tokens(text: str | None) -> list[str]:
+    return re.findall(r"\w+", fold(text or "").lower())
+
+
+def token_f1(prediction: str | None, reference: str | None) -> float:
+    """Bag-of-words F1 of two phrases (case and typography folded); 0 when either is empty."""
+    pred, ref = _tokens(prediction), _tokens(reference)
+    if not pred or not ref:
+        return 0.0
+    common = sum(min(pred.count(w), ref.count(w)) for w in set(pred))
+    return 2 * common / (len(pred) + len(ref))
+
+
+def copies_sentence(field: str | None, quote: str | None) -> bool:
+    """Whether a demand/issue field is (most of) its quote sentence rather than a phrase."""
+    words, sentence = _tokens(field), _tokens(quote)
+    if not words or not sentence:
+        return False
+    covered = sum(min(words.count(w), sentence.count(w)) for w in set(sentence))
+    return covered / len(sentence) >= COPY_SHARE
+
+
+def actor_exact(predicted: str, reference: dict[str, Any]) -> bool:
+    """The predicted actor is the reference's fullest name or one of its aliases (folded)."""
+    names = [reference.get("actor", ""), *(reference.get("actor_aliases") or [])]
+    key = " ".join(fold(predicted).lower().split())
+    return any(key == " ".join(fold(str(n)).lower().split()) for n in names)
+
+
+FIELD_COUNTS = (
+    "matched",
+    "what_f1_sum",
+    "actor_exact",
+    "actor_related",
+    "target_ref",
+    "target_found",
+    "target_none_ref",
+    "target_spurious",
+    "conditions_ref",
+    "conditions_found",
+    "conditions_none_ref",
+    "conditions_spurious",
+    "positions_matched",
+    "stance_correct",
+    "what_predicted",
+    "what_copied",
+)
+
+
+def field_counts(result: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """Field counts of one article's matched items (see ``FIELD_COUNTS``, ``field_rates``)."""
+    counts = dict.fromkeys(FIELD_COUNTS, 0.0)
+    text = result["text"]
+    for kind, field in (("demands", "demand"), ("positions", "issue")):
+        predicted, gold = result.get(kind, []), reference.get(kind, [])
+        for item in predicted:
+            counts["what_predicted"] += 1
+            counts["what_copied"] += copies_sentence(item.get(field), item.get("quote"))
+        for i, j in match_items(predicted, gold, text):
+            pred, ref = predicted[i], gold[j]
+            counts["matched"] += 1
+            counts["what_f1_sum"] += token_f1(pred.get(field), ref.get(field))
+            exact = actor_exact(str(pred.get("actor", "")), ref)
+            counts["actor_exact"] += exact
+            counts["actor_related"] += not exact
+            if kind == "positions":
+                counts["positions_matched"] += 1
+                counts["stance_correct"] += pred.get("stance") == ref.get("stance")
+                continue
+            for span in ("target", "conditions"):
+                if ref.get(span):
+                    counts[f"{span}_ref"] += 1
+                    counts[f"{span}_found"] += token_f1(pred.get(span), ref[span]) >= FIELD_MATCH
+                else:
+                    counts[f"{span}_none_ref"] += 1
+                    counts[f"{span}_spurious"] += bool(pred.get(span))
+    return counts
+
+
+def sum_field_counts(counts: Iterable[dict[str, float]]) -> dict[str, float]:
+    total = dict.fromkeys(FIELD_COUNTS, 0.0)
+    for c in counts:
+        for k in FIELD_COUNTS:
+            total[k] += c.get(k, 0.0)
+    return total
+
+
+def field_rates(counts: dict[str, float]) -> dict[str, float]:
+    """Rates from summed counts; NaN where the denominator is empty.
+
+    - ``what_f1``: mean token F1 of the demand/issue phrase over matched items;
+    - ``target_found`` / ``conditions_found``: share of matched demands whose reference has
+      the span where the prediction has it (token F1 >= ``FIELD_MATCH``);
+    - ``target_spurious`` / ``conditions_spurious``: share of matched demands without the
+      span in the reference where the prediction has one;
+    - ``stance_accuracy``: matched positions with the reference's stance;
+    - ``what_copied``: predicted demand/issue fields (all, matched or not) that copy most of
+      their quote sentence;
+    - ``actor_exact``: matched items whose actor is the reference's name or an alias (the rest
+      are only related: the same surname after dropping titles)."""
+
+    def rate(num: str, den: str) -> float:
+        return counts[num] / counts[den] if counts[den] else float("nan")
+
+    return {
+        "what_f1": rate("what_f1_sum", "matched"),
+        "target_found": rate("target_found", "target_ref"),
+        "target_spurious": rate("target_spurious", "target_none_ref"),
+        "conditions_found": rate("conditions_found", "conditions_ref"),
+        "conditions_spurious": rate("conditions_spurious", "conditions_none_ref"),
+        "stance_accuracy": rate("stance_correct", "positions_matched"),
+        "what_copied": rate("what_copied", "what_predicted"),
+        "actor_exact": rate("actor_exact", "matched"),
+    }

@@ -9,10 +9,13 @@ import pytest
 
 from eval.metrics import (
     METRICS,
+    actor_exact,
     actor_matches,
     extraction_scores,
     faithfulness_embedding,
     faithfulness_terms,
+    field_counts,
+    field_rates,
     match_items,
     mean_ci,
     quote_validity,
@@ -22,6 +25,7 @@ from eval.metrics import (
     rouge_lsum,
     semantic_similarity,
     sum_extraction_scores,
+    sum_field_counts,
     summary_sentence_count,
 )
 from eval.validity import detokenize, truecase
@@ -313,3 +317,100 @@ def test_detokenize_and_truecase_summeval_text() -> None:
     )
     article = "Sterling's wife sued Stiviano. She won."
     assert truecase("sterling's wife sued. she won", article) == "Sterling's wife sued. She won"
+
+
+# Field metrics -------------------------------------------------------------------------------
+FIELD_TEXT = (
+    "The union demanded that the company raise pay by 5% before Friday. "
+    "The mayor said she opposes the plan."
+)
+DEMAND_QUOTE = "The union demanded that the company raise pay by 5% before Friday."
+REFERENCE = {
+    "demands": [
+        {
+            "actor": "the union",
+            "actor_aliases": ["union"],
+            "demand": "raise pay by 5%",
+            "target": "the company",
+            "conditions": "before Friday",
+            "quote": DEMAND_QUOTE,
+        }
+    ],
+    "positions": [
+        {
+            "actor": "Mayor Ann Lee",
+            "actor_aliases": ["the mayor"],
+            "issue": "the plan",
+            "stance": "oppose",
+            "quote": "The mayor said she opposes the plan.",
+        }
+    ],
+}
+
+
+def field_result(**demand: object) -> dict:
+    start = FIELD_TEXT.index(DEMAND_QUOTE)
+    item = {
+        "actor": "the union",
+        "demand": "raise pay by 5%",
+        "target": "the company",
+        "conditions": "before Friday",
+        "quote": DEMAND_QUOTE,
+        "start": start,
+        "end": start + len(DEMAND_QUOTE),
+        **demand,
+    }
+    return {"text": FIELD_TEXT, "demands": [item], "positions": []}
+
+
+def test_a_copied_sentence_scores_low_on_what_and_a_precise_phrase_high() -> None:
+    precise = field_rates(field_counts(field_result(), REFERENCE))
+    copied = field_rates(field_counts(field_result(demand=DEMAND_QUOTE), REFERENCE))
+    assert precise["what_f1"] == 1.0 and precise["what_copied"] == 0.0
+    assert copied["what_f1"] < 0.6 and copied["what_copied"] == 1.0
+
+
+def test_target_and_conditions_are_found_missed_or_spurious() -> None:
+    right = field_rates(field_counts(field_result(), REFERENCE))
+    assert right["target_found"] == 1.0 and right["conditions_found"] == 1.0
+    wrong = field_rates(field_counts(field_result(target="Friday", conditions=None), REFERENCE))
+    assert wrong["target_found"] == 0.0 and wrong["conditions_found"] == 0.0
+    no_target = {"demands": [dict(REFERENCE["demands"][0], target=None)], "positions": []}
+    spurious = field_rates(field_counts(field_result(), no_target))
+    assert spurious["target_spurious"] == 1.0 and math.isnan(spurious["target_found"])
+    clean = field_rates(field_counts(field_result(target=None), no_target))
+    assert clean["target_spurious"] == 0.0
+
+
+def test_stance_accuracy_counts_matched_positions_only() -> None:
+    quote = "The mayor said she opposes the plan."
+    start = FIELD_TEXT.index(quote)
+    position = {"actor": "the mayor", "issue": "the plan", "quote": quote, "start": start}
+    position["end"] = start + len(quote)
+    result = {"text": FIELD_TEXT, "demands": [], "positions": [dict(position, stance="oppose")]}
+    assert field_rates(field_counts(result, REFERENCE))["stance_accuracy"] == 1.0
+    result["positions"] = [dict(position, stance="support")]
+    assert field_rates(field_counts(result, REFERENCE))["stance_accuracy"] == 0.0
+    unmatched = dict(position, actor="the council", stance="support")
+    result["positions"] = [unmatched]
+    assert math.isnan(field_rates(field_counts(result, REFERENCE))["stance_accuracy"])
+
+
+def test_an_actor_is_exact_only_as_the_reference_names_it() -> None:
+    assert actor_exact("The Union", REFERENCE["demands"][0])
+    assert actor_exact("the mayor", REFERENCE["positions"][0])
+    assert not actor_exact("Lee", REFERENCE["positions"][0])  # related: the same surname
+    quote = "The mayor said she opposes the plan."
+    start = FIELD_TEXT.index(quote)
+    related = {"actor": "Lee", "issue": "the plan", "stance": "oppose", "quote": quote}
+    related.update(start=start, end=start + len(quote))
+    counts = field_counts({"text": FIELD_TEXT, "demands": [], "positions": [related]}, REFERENCE)
+    assert (counts["matched"], counts["actor_exact"], counts["actor_related"]) == (1, 0, 1)
+
+
+def test_field_counts_add_up_across_articles() -> None:
+    one = field_counts(field_result(), REFERENCE)
+    total = sum_field_counts([one, one])
+    assert total["matched"] == 2 * one["matched"]
+    both = zip(field_rates(total).values(), field_rates(one).values(), strict=True)
+    assert all(a == b or (math.isnan(a) and math.isnan(b)) for a, b in both)
