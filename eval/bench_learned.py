@@ -29,7 +29,7 @@ from service import learned
 from service.api import read_seeds
 from service.batch import summarize_many
 from service.errors import StandpointError
-from service.inputs import jsonl_rows
+from service.inputs import read_jsonl
 from service.pipeline import Pipeline, build_pipeline
 from service.settings import Settings
 
@@ -43,7 +43,7 @@ SYSTEMS = {
 
 
 def pool_articles(path: Path, count: int) -> list[dict[str, str]]:
-    rows = itertools.islice(jsonl_rows(str(path), path.read_text(encoding="utf-8")), count)
+    rows = itertools.islice(read_jsonl(path), count)
     return [{"id": r["id"], "text": r["text"]} for r in rows]
 
 
