@@ -35,7 +35,7 @@ PLUGGED = {
         "Brief several reports of one event: merged items, what differs, combined summary.",
     ),
     "train": (
-        "service.training",
+        "eval.training",
         "Train the learned stages' heads from annotations; print a cross-validated report.",
     ),
 }
