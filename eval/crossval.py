@@ -35,7 +35,7 @@ from eval.training import (
 )
 from service.article import split_sentences
 from service.extractors import Rules
-from service.heads import STANCES
+from service.heads import STANCES, Heads
 from service.learned import items_for, salience
 from service.schemas import Article
 from service.settings import Settings
@@ -52,6 +52,10 @@ logger = logging.getLogger(__name__)
 FIRST_C = 0.01
 C_GRID = (0.001, 0.003, 0.01, 0.03)
 SALIENCE_C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03)
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection: layer, pooling and C
 
 
 def choose_config(
@@ -150,13 +154,22 @@ def _sentence_cv(
     return out
 
 
+# ---------------------------------------------------------------------------------------------
+# End to end: the learned stages beside rules, lead-3 and centrality
+
+
+# (group, system, kind) -> one score dict per held-out article; (group, summarizer) -> ROUGE-Lsum
+Counts = dict[tuple[str, str, str], list[dict[str, float]]]
+Rouge = dict[tuple[str, str], list[float]]
+
+
 def cross_validate(
     examples: list[Example], features: dict[str, np.ndarray], config: Config, *, model_id: str
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """End-to-end held-out scores of the learned stages beside rules / lead-3 / centrality,
     overall and per domain; and the final thresholds from the out-of-fold predictions."""
-    counts: dict[tuple[str, str, str], list[dict[str, float]]] = defaultdict(list)
-    rouge: dict[tuple[str, str], list[float]] = defaultdict(list)
+    counts: Counts = defaultdict(list)
+    rouge: Rouge = defaultdict(list)
     settings = Settings(summarizer="lead", extractor="rules")
     ctx = StageContext(settings=settings, model=None, prompts={})
     oof_thresholds: list[dict[str, float]] = []
@@ -167,95 +180,126 @@ def cross_validate(
         oof_thresholds.append(heads.thresholds)
         for e in held:
             x = matrix(e, features, config.layer, config.pooling)
-            groups = [e.domain, "all"]
             if e.reference is not None:
-                demands, positions, _ = items_for(heads, e.text, e.sentences, x)
-                work = Work(article=_article(e), text=e.text, sentences=e.sentences)
-                Rules().run([work], ctx)
-                systems = {
-                    "learned": (demands, positions),
-                    "rules": (work.demands, work.positions),
-                }
-                for system, (d, p) in systems.items():
-                    d_items = [i.model_dump() for i in d]
-                    p_items = [i.model_dump() for i in p]
-                    ref = e.reference
-                    scores = {
-                        "demands": extraction_scores(d_items, ref["demands"], e.text),
-                        "positions": extraction_scores(p_items, ref["positions"], e.text),
-                        "positions_strict": extraction_scores(
-                            p_items, ref["positions"], e.text, require_stance=True
-                        ),
-                    }
-                    for group in groups:
-                        for kind, value in scores.items():
-                            counts[(group, system, kind)].append(value)
+                for system, scores in _item_scores(e, e.reference, heads, x, ctx).items():
+                    for group in (e.domain, "all"):
+                        for kind, score in scores.items():
+                            counts[(group, system, kind)].append(score)
             if e.summary.strip():
-                k = 3
-                body = body_sentences(e.sentences)
-                score = dict(zip(e.sentences, salience(heads, x), strict=True))
-                learned = sorted(
-                    sorted(body, key=lambda s: (-score[s], s.start))[:k], key=lambda s: s.start
-                )
-                work = Work(article=_article(e), text=e.text, sentences=e.sentences)
-                summaries = {"learned": " ".join(s.text for s in learned)}
-                for name, stage in (("lead3", Lead3()), ("centrality", Centrality())):
-                    stage_ctx = StageContext(
-                        settings=settings.model_copy(update={"summary_sentences": k}),
-                        model=None,
-                        prompts={},
-                    )
-                    stage.run([work], stage_ctx)
-                    summaries[name] = work.summary
-                reference = "\n".join(_lines(e.summary))
                 source = "cnn-dm" if e.domain == "cnn-dm" else "news_pool"
-                for name, text in summaries.items():
+                for name, value in _summary_scores(e, heads, x, settings).items():
                     for group in (source, "all"):
-                        rouge[(group, name)].append(rouge_lsum("\n".join(_lines(text)), reference))
+                        rouge[(group, name)].append(value)
+    report = {
+        "extraction": _extraction_report(counts),
+        "summaries": _summary_report(rouge),
+        "differences": _differences(counts, rouge),
+    }
+    return report, _mean_thresholds(oof_thresholds)
+
+
+def _item_scores(
+    e: Example, reference: dict[str, Any], heads: Heads, x: np.ndarray, ctx: StageContext
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per system (learned, rules): the held-out article's demand, position and stance-strict
+    position scores against its annotation."""
+    demands, positions, _ = items_for(heads, e.text, e.sentences, x)
+    work = Work(article=_article(e), text=e.text, sentences=e.sentences)
+    Rules().run([work], ctx)
+    systems = {"learned": (demands, positions), "rules": (work.demands, work.positions)}
+    scores = {}
+    for system, (d, p) in systems.items():
+        d_items = [i.model_dump() for i in d]
+        p_items = [i.model_dump() for i in p]
+        scores[system] = {
+            "demands": extraction_scores(d_items, reference["demands"], e.text),
+            "positions": extraction_scores(p_items, reference["positions"], e.text),
+            "positions_strict": extraction_scores(
+                p_items, reference["positions"], e.text, require_stance=True
+            ),
+        }
+    return scores
+
+
+def _summary_scores(
+    e: Example, heads: Heads, x: np.ndarray, settings: Settings
+) -> dict[str, float]:
+    """ROUGE-Lsum against the held-out article's reference summary of its three most salient
+    body sentences (learned), of lead-3 and of centrality."""
+    k = 3
+    body = body_sentences(e.sentences)
+    score = dict(zip(e.sentences, salience(heads, x), strict=True))
+    learned = sorted(sorted(body, key=lambda s: (-score[s], s.start))[:k], key=lambda s: s.start)
+    work = Work(article=_article(e), text=e.text, sentences=e.sentences)
+    summaries = {"learned": " ".join(s.text for s in learned)}
+    for name, stage in (("lead3", Lead3()), ("centrality", Centrality())):
+        stage_ctx = StageContext(
+            settings=settings.model_copy(update={"summary_sentences": k}),
+            model=None,
+            prompts={},
+        )
+        stage.run([work], stage_ctx)
+        summaries[name] = work.summary
+    reference = "\n".join(_lines(e.summary))
+    return {name: rouge_lsum("\n".join(_lines(s)), reference) for name, s in summaries.items()}
+
+
+def _extraction_report(counts: Counts) -> dict[str, Any]:
+    """Per group and system: each kind micro-averaged over the articles, demands and positions
+    pooled (``items_strict`` with the stance, ``items`` without), and the article count."""
     extraction: dict[str, Any] = defaultdict(dict)
     for (group, system, kind), kind_counts in counts.items():
-        micro = sum_extraction_scores(kind_counts)
-        extraction[group].setdefault(system, {})[kind] = micro
+        extraction[group].setdefault(system, {})[kind] = sum_extraction_scores(kind_counts)
     for group, systems in extraction.items():
         for system, kinds in systems.items():
-            tp = kinds["demands"]["tp"] + kinds["positions_strict"]["tp"]
-            fp = kinds["demands"]["fp"] + kinds["positions_strict"]["fp"]
-            fn = kinds["demands"]["fn"] + kinds["positions_strict"]["fn"]
-            kinds["items_strict"] = _prf(tp, fp, fn)
-            tp = kinds["demands"]["tp"] + kinds["positions"]["tp"]
-            fp = kinds["demands"]["fp"] + kinds["positions"]["fp"]
-            fn = kinds["demands"]["fn"] + kinds["positions"]["fn"]
-            kinds["items"] = _prf(tp, fp, fn)
+            kinds["items_strict"] = _pooled(kinds["demands"], kinds["positions_strict"])
+            kinds["items"] = _pooled(kinds["demands"], kinds["positions"])
             kinds["articles"] = len(counts[(group, system, "demands")])
-    summaries_report: dict[str, Any] = defaultdict(dict)
-    for (group, name), rouge_values in rouge.items():
-        values = list(rouge_values)
-        summaries_report[group][name] = {
+    return dict(extraction)
+
+
+def _pooled(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
+    """Precision, recall and F1 of two kinds' summed counts."""
+    tp, fp, fn = (first[k] + second[k] for k in ("tp", "fp", "fn"))
+    return _prf(tp, fp, fn)
+
+
+def _summary_report(rouge: Rouge) -> dict[str, Any]:
+    """Per group and summarizer: mean ROUGE-Lsum with its bootstrap 95% interval."""
+    summaries: dict[str, Any] = defaultdict(dict)
+    for (group, name), values in rouge.items():
+        summaries[group][name] = {
             "rougeLsum": round(float(np.mean(values)), 4),
             "ci": _bootstrap(values),
             "n": len(values),
         }
+    return dict(summaries)
+
+
+def _differences(counts: Counts, rouge: Rouge) -> dict[str, Any]:
+    """Per group: learned minus rules (items F1, kind-strict) and learned minus lead-3 and
+    centrality (ROUGE-Lsum), on the same held-out articles."""
     differences: dict[str, Any] = defaultdict(dict)
-    for group in extraction:
+    for group in dict.fromkeys(group for group, _, _ in counts):
         learned_rows, rules_rows = (_strict_counts(counts, group, s) for s in ("learned", "rules"))
         differences[group]["items F1 (kind-strict): learned - rules"] = _paired_difference(
             len(learned_rows),
             lambda idx, a=learned_rows, b=rules_rows: _f1_at(a, idx) - _f1_at(b, idx),
         )
-    for group in summaries_report:
+    for group in dict.fromkeys(group for group, _ in rouge):
         for other in ("lead3", "centrality"):
             pairs = np.array(rouge[(group, "learned")]) - np.array(rouge[(group, other)])
             differences[group][f"ROUGE-Lsum: learned - {other}"] = _paired_difference(
                 len(pairs), lambda idx, pairs=pairs: float(pairs[idx].mean())
             )
-    thresholds = {k: float(np.mean([t[k] for t in oof_thresholds])) for k in ("demand", "position")}
+    return dict(differences)
+
+
+def _mean_thresholds(folds: list[dict[str, float]]) -> dict[str, float]:
+    """The demand and position cuts: the mean of the folds' own (inner) cuts."""
+    thresholds = {k: float(np.mean([t[k] for t in folds])) for k in ("demand", "position")}
     thresholds["actor"] = 0.0
-    report = {
-        "extraction": dict(extraction),
-        "summaries": dict(summaries_report),
-        "differences": dict(differences),
-    }
-    return report, thresholds
+    return thresholds
 
 
 def _strict_counts(
@@ -309,6 +353,10 @@ def _lines(text: str) -> list[str]:
 
 def _article(e: Example) -> Article:
     return Article(id=e.id, text=e.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
 
 
 def render(report: dict[str, Any]) -> str:
