@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.metrics import prf
 from service import briefing as brief_module
 from service.briefing import Actor, ActorResolver, Node, cluster, collect_items, similarities
 from service.errors import InputError
@@ -214,11 +215,7 @@ def pair_counts(event: Event, weight: float, threshold: float) -> Counts:
 
 
 def scores(counts: Counts) -> dict[str, float]:
-    tp, fp, fn = counts
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+    return prf(*counts)
 
 
 def add(counts: Sequence[Counts]) -> Counts:

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.annotations import N_FOLDS
-from eval.metrics import extraction_scores, rouge_lsum, sum_extraction_scores
+from eval.metrics import extraction_scores, prf, rouge_lsum, sum_extraction_scores
 from eval.training import (
     LAYERS,
     ORACLE_SENTENCES,
@@ -261,7 +261,7 @@ def _extraction_report(counts: Counts) -> dict[str, Any]:
 def _pooled(first: dict[str, float], second: dict[str, float]) -> dict[str, float]:
     """Precision, recall and F1 of two kinds' summed counts."""
     tp, fp, fn = (first[k] + second[k] for k in ("tp", "fp", "fn"))
-    return _prf(tp, fp, fn)
+    return prf(tp, fp, fn)
 
 
 def _summary_report(rouge: Rouge) -> dict[str, Any]:
@@ -317,7 +317,7 @@ def _strict_counts(
 
 def _f1_at(rows: np.ndarray, idx: np.ndarray) -> float:
     tp, fp, fn = rows[idx].sum(axis=0)
-    return _prf(float(tp), float(fp), float(fn))["f1"]
+    return prf(float(tp), float(fp), float(fn))["f1"]
 
 
 def _paired_difference(n: int, statistic: Any) -> dict[str, Any]:
@@ -331,13 +331,6 @@ def _paired_difference(n: int, statistic: Any) -> dict[str, Any]:
         "ci": [round(float(np.percentile(samples, q)), 4) for q in (2.5, 97.5)],
         "n": n,
     }
-
-
-def _prf(tp: float, fp: float, fn: float) -> dict[str, float]:
-    p = tp / (tp + fp) if tp + fp else 1.0
-    r = tp / (tp + fn) if tp + fn else 1.0
-    f = 2 * p * r / (p + r) if p + r else 0.0
-    return {"precision": p, "recall": r, "f1": f, "tp": tp, "fp": fp, "fn": fn}
 
 
 def _bootstrap(values: list[float]) -> list[float]:

@@ -180,6 +180,8 @@ def oracle_labels(sentences: list[Sentence], summary: str) -> np.ndarray:
     tokens, as the eval scores) against the summary, up to ``ORACLE_SENTENCES``."""
     from rouge_score import tokenizers
 
+    from eval.metrics import prf
+
     labels = np.zeros(len(sentences), bool)
     if not summary.strip():
         return labels
@@ -196,8 +198,8 @@ def oracle_labels(sentences: list[Sentence], summary: str) -> np.ndarray:
             grams = Counter(words) if n == 1 else Counter(pairwise(words))
             overlap = sum((grams & ref).values())
             if overlap:
-                p, r = overlap / sum(grams.values()), overlap / sum(ref.values())
-                total += 2 * p * r / (p + r)
+                fp, fn = sum(grams.values()) - overlap, sum(ref.values()) - overlap
+                total += prf(overlap, fp, fn)["f1"]
         return total
 
     chosen: list[int] = []
