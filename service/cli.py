@@ -74,12 +74,39 @@ def parser() -> argparse.ArgumentParser:
     summarize.add_argument("--pretty", action="store_true", help="indent the JSON")
     summarize.set_defaults(handler=_summarize)
     for name, (module, help_text) in PLUGGED.items():
-        if importlib.util.find_spec(module) is None:
+        if not _installed(module):
+            _not_installed(sub, name, module, help_text)
             continue
         plugged = sub.add_parser(name, help=help_text)
         plugged.set_defaults(module=module)
         importlib.import_module(module).add_arguments(plugged)
     return top
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # nor is its package (a wheel has no eval/)
+        return False
+
+
+def _not_installed(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, module: str, help_text: str
+) -> None:
+    """``standpoint NAME ...`` without NAME's module: one line and exit 1, whatever follows."""
+    package = module.partition(".")[0]
+    message = (
+        f"{name} runs from a source checkout (python -m service {name} there): "
+        f"the {package} package is not installed"
+    )
+
+    def fail(args: argparse.Namespace) -> int:
+        raise StandpointError(message)
+
+    # no character starts an option here, so every argument (--help too) is a plain one
+    absent = sub.add_parser(name, help=help_text, add_help=False, prefix_chars="\0")
+    absent.add_argument("arguments", nargs="*", help=argparse.SUPPRESS)
+    absent.set_defaults(handler=fail)
 
 
 def main(argv: list[str] | None = None) -> int:
