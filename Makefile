@@ -39,14 +39,16 @@ test: model browser
 test-fast: setup
 	$(BIN)/pytest -m "not model and not fuzz"
 
+# eval/ (the benchmark and training) is not installed, not even by `pip install -e`: its
+# commands run as `python -m service` from the checkout.
 eval: model
-	$(BIN)/standpoint eval --dataset $(DATASET)
-	$(BIN)/standpoint eval --annotations all --systems lead3,embed-centrality,pipeline:lead+rules,pipeline:centrality+rules
+	$(BIN)/python -m service eval --dataset $(DATASET)
+	$(BIN)/python -m service eval --annotations all --systems lead3,embed-centrality,pipeline:lead+rules,pipeline:centrality+rules
 
 # Trains the learned stages' heads from eval/data/annotations and writes service/heads/default.npz
 # (features are cached under STANDPOINT_CACHE_DIR, so a rerun skips the model).
 train: model
-	$(BIN)/standpoint train --report runs/train-report.md
+	$(BIN)/python -m service train --report runs/train-report.md
 
 bench: model
 	$(BIN)/python -m eval.bench_batch

@@ -16,8 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eval.annotations import DEFAULT_DATA_DIR, load_texts, read_jsonl
+from eval.annotations import DEFAULT_DATA_DIR, load_texts
 from eval.metrics import match_items
+from service.inputs import read_jsonl
 
 KINDS = ("demands", "positions", "positions_strict", "items")
 

@@ -15,12 +15,13 @@ import hashlib
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from service.grounding import locate_quote
+from service.inputs import read_jsonl
 
 ANNOTATION_DIR = Path(__file__).parent / "data" / "annotations"
 FOLDS_PATH = ANNOTATION_DIR / "folds.json"
@@ -40,16 +41,6 @@ def text_sha256(text: str) -> str:
 def fold_of(article_id: str, n_folds: int = N_FOLDS) -> int:
     """The article's fold: a fixed function of its id, so a split never depends on order."""
     return int(hashlib.sha256(article_id.encode("utf-8")).hexdigest()[:8], 16) % n_folds
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from None
 
 
 def annotation_files(directory: Path = ANNOTATION_DIR) -> list[Path]:

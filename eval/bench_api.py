@@ -23,6 +23,7 @@ import httpx
 import uvicorn
 
 from service.api import create_app
+from service.inputs import read_jsonl
 from service.model import load_model
 from service.pipeline import build_pipeline
 from service.settings import Settings
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _articles(dataset: Path, count: int) -> list[dict[str, str]]:
     seeds = [{"id": p.stem, "text": p.read_text()} for p in sorted((ROOT / "seeds").glob("*.txt"))]
-    rows = [json.loads(line) for line in dataset.read_text().splitlines() if line.strip()]
+    rows = list(read_jsonl(dataset))
     return (seeds + [{"id": r["id"], "text": r["text"]} for r in rows])[:count]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from service.batch import summarize_many
 from service.errors import StandpointError
-from service.inputs import read_rows
+from service.inputs import read_jsonl, read_rows
 from service.pipeline import build_pipeline
 from service.schemas import Article
 from service.settings import Settings
@@ -32,10 +32,8 @@ def load_articles(*, seeds: Path, dataset: Path | None) -> list[Article]:
     """Seed .txt files and the dataset's {id, text} rows, via a temporary JSONL."""
     rows = [{"id": p.stem, "text": p.read_text()} for p in sorted(seeds.glob("*.txt"))]
     if dataset is not None:
-        for line in dataset.read_text().splitlines():
-            if line.strip():
-                item = json.loads(line)
-                rows.append({"id": item["id"], "text": item["text"]})
+        for item in read_jsonl(dataset):
+            rows.append({"id": item["id"], "text": item["text"]})
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "bench.jsonl"
         source.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

@@ -27,7 +27,7 @@ from typing import Any
 
 from service.batch import summarize_many
 from service.errors import StandpointError
-from service.inputs import jsonl_rows
+from service.inputs import read_jsonl
 from service.pipeline import Pipeline, build_pipeline
 from service.resources import read_seeds
 from service.settings import Settings
@@ -42,7 +42,7 @@ SYSTEMS = {
 
 
 def pool_articles(path: Path, count: int) -> list[dict[str, str]]:
-    rows = itertools.islice(jsonl_rows(str(path), path.read_text(encoding="utf-8")), count)
+    rows = itertools.islice(read_jsonl(path), count)
     return [{"id": r["id"], "text": r["text"]} for r in rows]
 
 

@@ -46,6 +46,7 @@ from typing import Any
 
 import httpx
 
+from service.inputs import read_jsonl
 from service.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,8 +63,8 @@ def base_articles(files: list[Path]) -> list[str]:
     texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "seeds").glob("*.txt"))]
     for path in files:
         if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and isinstance(text := json.loads(line).get("text"), str):
+            for row in read_jsonl(path):
+                if isinstance(text := row.get("text"), str):
                     texts.append(text)
     return list(dict.fromkeys(t for t in texts if t.strip()))
 

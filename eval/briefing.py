@@ -34,9 +34,11 @@ from typing import Any
 
 import numpy as np
 
+from eval.metrics import prf
 from service import briefing as brief_module
 from service.briefing import Actor, ActorResolver, Node, cluster, collect_items, similarities
 from service.errors import InputError
+from service.inputs import read_jsonl
 from service.resources import seeds_dir
 from service.schemas import Position, Result
 
@@ -67,8 +69,7 @@ class Event:
 
 # Loading ----------------------------------------------------------------------------------------
 def read_references(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    return list(read_jsonl(path))
 
 
 def article_texts(
@@ -83,9 +84,8 @@ def article_texts(
             path = data_dir / f"{entry['source']}.jsonl"
             if not path.is_file():
                 raise InputError(f"{path}: not found (give --data-dir)")
-            with path.open(encoding="utf-8") as f:
-                rows = (json.loads(line) for line in f if line.strip())
-                text = next((r["text"] for r in rows if r.get("id") == entry["id"]), "")
+            rows = read_jsonl(path)
+            text = next((r["text"] for r in rows if r.get("id") == entry["id"]), "")
             if not text:
                 raise InputError(f"{entry['id']}: not in {path}")
         articles.append({"id": entry["id"], "text": text})
@@ -215,11 +215,7 @@ def pair_counts(event: Event, weight: float, threshold: float) -> Counts:
 
 
 def scores(counts: Counts) -> dict[str, float]:
-    tp, fp, fn = counts
-    precision = tp / (tp + fp) if tp + fp else 1.0
-    recall = tp / (tp + fn) if tp + fn else 1.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "tp": tp, "fp": fp, "fn": fn}
+    return prf(*counts)
 
 
 def add(counts: Sequence[Counts]) -> Counts:

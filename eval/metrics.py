@@ -308,8 +308,9 @@ def _pair_scores(
     return eligible, scores
 
 
-def _prf(tp: int, fp: int, fn: int) -> dict[str, float]:
-    """Precision/recall/F1; an empty side counts as fully precise (or complete)."""
+def prf(tp: float, fp: float, fn: float) -> dict[str, float]:
+    """Precision/recall/F1 of counts, with the counts; an empty side counts as fully precise
+    (or complete). Every P/R/F1 of the eval and of training is this one."""
     precision = tp / (tp + fp) if tp + fp else 1.0
     recall = tp / (tp + fn) if tp + fn else 1.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -325,7 +326,7 @@ def extraction_scores(
 ) -> dict[str, float]:
     """Precision, recall, F1 and tp/fp/fn counts under ``match_items``."""
     tp = len(match_items(predicted, reference, text, require_stance=require_stance))
-    return _prf(tp, len(predicted) - tp, len(reference) - tp)
+    return prf(tp, len(predicted) - tp, len(reference) - tp)
 
 
 def sum_extraction_scores(scores: Iterable[dict[str, float]]) -> dict[str, float]:
@@ -333,7 +334,7 @@ def sum_extraction_scores(scores: Iterable[dict[str, float]]) -> dict[str, float
     tp = fp = fn = 0
     for score in scores:
         tp, fp, fn = tp + int(score["tp"]), fp + int(score["fp"]), fn + int(score["fn"])
-    return _prf(tp, fp, fn)
+    return prf(tp, fp, fn)
 
 
 def result_extraction_scores(

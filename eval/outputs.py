@@ -105,9 +105,9 @@ def compare(before: Path, after: Path) -> int:
         print(f"differs: {stages} {key}")
     for stages, key in only:
         print(f"in one snapshot only: {stages} {key}")
-    stages = sorted({s for s, _ in old.keys() | new.keys()})
+    pairs = {s for s, _ in old.keys() | new.keys()}
     print(
-        f"{len(old.keys() & new.keys())} outputs compared over {len(stages)} stage pairs: "
+        f"{len(old.keys() & new.keys())} outputs compared over {len(pairs)} stage pairs: "
         f"{len(differ)} differ, {len(only)} in one snapshot only"
     )
     return 1 if differ or only else 0

@@ -16,6 +16,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from service.inputs import read_jsonl
+
 logger = logging.getLogger(__name__)
 
 SUMMARY_METRICS = (
@@ -55,8 +57,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, list[dict[str, An
     samples = {}
     for name, system in results["systems"].items():
         path = run_dir / system["samples"]
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        samples[name] = [json.loads(line) for line in lines if line.strip()]
+        samples[name] = list(read_jsonl(path)) if path.is_file() else []
     return results, samples
 
 

@@ -30,13 +30,13 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from service.errors import InputError, StandpointError
+from service.inputs import read_jsonl
 from service.resources import seeds_dir
 
 logger = logging.getLogger(__name__)
@@ -126,14 +126,6 @@ def parse_system(name: str) -> System:
 
 # ---------------------------------------------------------------------------------------------
 # Data
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    from service.inputs import jsonl_rows
-
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    yield from jsonl_rows(str(path), path.read_text(encoding="utf-8"))
 
 
 def load_articles(

@@ -15,18 +15,18 @@ The data are read from ``../shared/eval-data`` beside the checkout (never copied
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from scipy.stats import kendalltau
 
 from eval import metrics
+from service.inputs import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +54,6 @@ SUMMEVAL_METRICS: dict[str, tuple[Scorer, str]] = {
     "rouge2_vs_article": (metrics.rouge2, "article"),
 }
 QAGS_METRICS = {name: spec for name, spec in SUMMEVAL_METRICS.items() if spec[1] == "article"}
-
-
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                yield json.loads(line)
 
 
 def detokenize(text: str) -> str:

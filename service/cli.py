@@ -292,8 +292,10 @@ def _checkout_tool(name: str, module: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name is None or not module.startswith(exc.name):
             raise
+        package = module.partition(".")[0]
         raise StandpointError(
-            f"standpoint {name} runs from a source checkout (its {module} module is not installed)"
+            f"{name} runs from a source checkout (python -m service {name} there): "
+            f"the {package} package is not installed"
         ) from None
 
 

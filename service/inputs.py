@@ -175,6 +175,14 @@ def jsonl_rows(name: str, content: str) -> Iterator[dict[str, Any]]:
         yield row
 
 
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a JSONL file (eval data, annotations, references); a missing file or
+    a bad line stops with an InputError naming the file (and line)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    yield from jsonl_rows(str(path), path.read_text(encoding="utf-8"))
+
+
 def _jsonl_file_rows(path: Path, *, max_chars: int) -> Iterator[Row]:
     try:
         f = path.open("rb")

@@ -138,7 +138,7 @@ def tiny_chat(tiny_model_dir: Path) -> Any:
 @pytest.fixture(scope="module")
 def reader(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
     """A fake feature reader and heads trained on its features of the seeds."""
-    from service.training import make_examples
+    from eval.training import make_examples
     from tests.test_learned import FakeChat, FakeLocal, fake_heads, seed_pairs
 
     examples = make_examples(seed_pairs(), Settings())

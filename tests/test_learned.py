@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from eval.training import Config, make_examples, train_heads
 from service.heads import HeadsError, load_heads
 from service.pipeline import Pipeline
 from service.settings import Settings
-from service.training import Config, make_examples, train_heads
 from tests.conftest import ROOT
 
 REFERENCES = ROOT / "eval" / "data" / "references.jsonl"
@@ -76,7 +76,7 @@ def seed_examples() -> list[Any]:
 
 
 def fake_heads(seed_examples: list[Any], tmp_path: Path, monkeypatch: Any) -> Path:
-    import service.training as training
+    import eval.training as training
 
     monkeypatch.setattr(training, "LAYERS", (15,))
     features = features_of(seed_examples, FakeLocal(), (15,))
@@ -221,7 +221,7 @@ def test_learned_stages_on_the_tiny_model(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import service.training as training
+    import eval.training as training
     from service.model import load_model
 
     monkeypatch.setattr(training, "LAYERS", (1,))
@@ -253,7 +253,7 @@ def test_learned_stages_keep_the_grounding_invariant_on_the_embedded_model(
 ) -> None:
     """Heads trained on the embedded model's own features (from the seeds' references), then
     the learned stages on the seeds: every output field stays a span or name of the article."""
-    import service.training as training
+    import eval.training as training
     from service.pipeline import build_pipeline
 
     monkeypatch.setattr(training, "LAYERS", (15,))
@@ -331,7 +331,7 @@ def test_the_default_is_the_learned_stages_with_the_packaged_heads(
 def test_the_salience_head_has_its_own_regularisation(
     seed_examples: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import service.training as training
+    import eval.training as training
 
     monkeypatch.setattr(training, "LAYERS", (15,))
     features = features_of(seed_examples, FakeLocal(), (15,))

@@ -1,4 +1,5 @@
-"""The wheel carries its prompts, seeds and page, and runs from outside the source tree."""
+"""The wheel carries its prompts, seeds and page, and runs from outside the source tree; the
+eval package (the benchmark and training) stays in the checkout."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -78,9 +80,9 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
         "service/heads/default.npz",
         *(f"service/prompt_files/{p.parent.name}/{p.name}" for p in ROOT.glob("prompts/*/v*.yaml")),
         *(f"service/seed_files/{p.name}" for p in SEEDS),
-        *(f"eval/data/{p.name}" for p in ROOT.glob("eval/data/*.jsonl")),
     }
     assert expected <= names, sorted(expected - names)
+    assert not [n for n in names if n.startswith("eval/")]
 
     site = tmp_path / "site"
     run(*pip, "install", *offline, "--target", str(site), str(wheel))
@@ -130,3 +132,24 @@ def test_installed_wheel_runs_outside_the_checkout(tmp_path, tiny_model_dir):
         check_result(result)
         assert result["meta"]["model"] == tiny_model_dir.name
         assert result["meta"]["prompts"] == {prompt_id: load_prompt(prompt_id).ref}
+
+    # c) the checkout's tools are not in the wheel: one line and a non-zero exit, not a traceback.
+    # -S skips the .pth files of this environment's site-packages (an editable install of the
+    # checkout would map eval/ back in); PYTHONPATH still gives it the installed dependencies.
+    libraries = dict.fromkeys(sysconfig.get_path(kind) for kind in ("purelib", "platlib"))
+    bare = {**env, "PYTHONPATH": os.pathsep.join([str(site), *libraries])}
+    script = str(site / "bin" / "standpoint")
+    for command in ("train", "eval"):
+        done = subprocess.run(
+            [sys.executable, "-S", script, command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=work,
+            env=bare,
+        )
+        assert done.returncode != 0 and not done.stdout
+        assert done.stderr.splitlines() == [
+            f"standpoint: {command} runs from a source checkout (python -m service {command} "
+            "there): the eval package is not installed"
+        ]
