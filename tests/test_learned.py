@@ -345,3 +345,29 @@ def test_the_salience_head_has_its_own_regularisation(
     assert np.array_equal(same.heads["demand"].coef, own.heads["demand"].coef)
     shrunk = np.abs(own.heads["salience"].coef).sum()
     assert 0 < shrunk < 0.5 * np.abs(same.heads["salience"].coef).sum()
+
+
+def test_both_learned_stages_share_one_model_pass_per_article_and_nothing_outlives_a_call(
+    seed_examples: list[Any],
+    seed_articles: list[dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The features travel on each article's Work: the summarizer reads them, the extractor
+    # reuses them, and a second call reads the article again (no process-wide cache).
+    path = fake_heads(seed_examples, tmp_path, monkeypatch)
+    pipeline = fake_pipeline(path, tmp_path)
+    local = pipeline.model.local  # type: ignore[union-attr]
+    read: list[str] = []
+    real = local.sentence_features
+
+    def counting(texts: list[str], spans: Any, *, layers: list[int]) -> list[np.ndarray]:
+        read.extend(texts)
+        return real(texts, spans, layers=layers)
+
+    local.sentence_features = counting
+    results = pipeline.run(seed_articles)
+    assert all(r.summary and (r.demands or r.positions) for r in results)  # type: ignore[union-attr]
+    assert len(read) == len(seed_articles) == len(set(read))
+    pipeline.run(seed_articles[:1])
+    assert len(read) == len(seed_articles) + 1
