@@ -5,7 +5,9 @@
 Items are matched with the eval's own rule (``eval.metrics.match_items``), once with each
 annotation as the reference (the rule reads the reference's aliases), and the two F1s are
 averaged. Kinds: ``demands``, ``positions``, ``positions_strict`` (same stance required) and
-``items`` (demands and positions pooled, kind ignored).
+``items`` (demands and positions pooled, kind ignored); ``fields`` gives the eval's field
+metrics between the two (``what`` token F1, target and conditions found or spurious, stance
+accuracy, copied fields, exact actors), also averaged over both directions.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from eval.annotations import DEFAULT_DATA_DIR, load_texts
-from eval.metrics import match_items
+from eval.metrics import field_counts, field_rates, match_items, sum_field_counts
 from service.inputs import read_jsonl
 
 KINDS = ("demands", "positions", "positions_strict", "items")
@@ -57,8 +59,26 @@ def agreement(
             "second": n_b,
             "matched": (tp_ab + tp_ba) / 2,
         }
+    report["fields"] = field_agreement(shared, by_id, texts)
     report["articles"] = {"n": len(shared)}
     return report
+
+
+def field_agreement(
+    shared: list[dict[str, Any]], by_id: dict[str, dict[str, Any]], texts: dict[str, str]
+) -> dict[str, float]:
+    """The eval's field metrics (``eval.metrics.field_rates``) with one annotator's items as
+    the prediction and the other's as the reference, averaged over the two directions."""
+    directions = []
+    for flip in (False, True):
+        counts = []
+        for a in shared:
+            b = by_id[str(a["id"])]
+            predicted, reference = (b, a) if flip else (a, b)
+            result = {"text": texts[str(a["id"])], **predicted}
+            counts.append(field_counts(result, reference))
+        directions.append(field_rates(sum_field_counts(counts)))
+    return {k: (directions[0][k] + directions[1][k]) / 2 for k in directions[0]}
 
 
 def _main(argv: list[str] | None = None) -> int:

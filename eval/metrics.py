@@ -505,3 +505,63 @@ def field_rates(counts: dict[str, float]) -> dict[str, float]:
         "what_copied": rate("what_copied", "what_predicted"),
         "actor_exact": rate("actor_exact", "matched"),
     }
+
+
+def field_rates_ci(
+    counts: Sequence[dict[str, float]], *, resamples: int = 1000, seed: int = 0
+) -> dict[str, dict[str, float | None]]:
+    """``field_rates`` of the summed counts with a 95% bootstrap interval, articles resampled."""
+    point = field_rates(sum_field_counts(counts))
+    out: dict[str, dict[str, float | None]] = {
+        k: {"rate": v, "ci_low": None, "ci_high": None} for k, v in point.items()
+    }
+    if len(counts) < 5:
+        return out
+    table = np.array([[c.get(k, 0.0) for k in FIELD_COUNTS] for c in counts])
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        summed = table[rng.integers(0, len(counts), size=len(counts))].sum(axis=0)
+        draws.append(field_rates(dict(zip(FIELD_COUNTS, summed, strict=True))))
+    for k in point:
+        values = np.array([d[k] for d in draws], dtype=float)
+        values = values[~np.isnan(values)]
+        if values.size:
+            low, high = np.percentile(values, [2.5, 97.5])
+            out[k]["ci_low"], out[k]["ci_high"] = float(low), float(high)
+    return out
+
+
+def paired_field_difference(
+    first: Sequence[dict[str, float]],
+    second: Sequence[dict[str, float]],
+    *,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, float | None]]:
+    """Rates of ``first`` minus ``second`` on the same articles (same order), with a paired
+    bootstrap 95% interval (the same resampled articles for both)."""
+    a = np.array([[c.get(k, 0.0) for k in FIELD_COUNTS] for c in first])
+    b = np.array([[c.get(k, 0.0) for k in FIELD_COUNTS] for c in second])
+
+    def rates(rows: np.ndarray) -> dict[str, float]:
+        return field_rates(dict(zip(FIELD_COUNTS, rows.sum(axis=0), strict=True)))
+
+    point = {k: rates(a)[k] - rates(b)[k] for k in rates(a)}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(resamples):
+        pick = rng.integers(0, len(a), size=len(a))
+        ra, rb = rates(a[pick]), rates(b[pick])
+        draws.append({k: ra[k] - rb[k] for k in ra})
+    out: dict[str, dict[str, float | None]] = {}
+    for k, v in point.items():
+        values = np.array([d[k] for d in draws], dtype=float)
+        values = values[~np.isnan(values)]
+        low, high = np.percentile(values, [2.5, 97.5]) if values.size else (None, None)
+        out[k] = {
+            "difference": v,
+            "ci_low": None if low is None else float(low),
+            "ci_high": None if high is None else float(high),
+        }
+    return out

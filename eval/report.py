@@ -136,6 +136,43 @@ def micro_table(results: dict[str, Any]) -> list[str]:
     return _table(["system", "items", "precision", "recall", "F1", "tp", "fp", "fn"], rows)
 
 
+FIELD_COLUMNS = (
+    ("what_f1", "what F1 ↑"),
+    ("target_found", "target found ↑"),
+    ("target_spurious", "target spurious ↓"),
+    ("conditions_found", "conditions found ↑"),
+    ("conditions_spurious", "conditions spurious ↓"),
+    ("stance_accuracy", "stance acc. ↑"),
+    ("what_copied", "copies sentence ↓"),
+    ("actor_exact", "actor exact ↑"),
+)
+
+
+def _rate(cell: dict[str, Any] | None) -> str:
+    if not cell or cell.get("rate") is None or cell["rate"] != cell["rate"]:  # NaN: no case
+        return "–"
+    text = f"{cell['rate']:.3f}"
+    if cell.get("ci_low") is not None:
+        text += f" [{cell['ci_low']:.3f}, {cell['ci_high']:.3f}]"
+    return text
+
+
+def field_table(results: dict[str, Any]) -> list[str]:
+    """Fields of matched items per system and domain (eval.metrics.field_rates), with
+    bootstrap 95% CIs over articles."""
+    rows = []
+    for name, system in results["systems"].items():
+        groups = [("all", system), *sorted(system.get("by_domain", {}).items())]
+        for group, part in groups:
+            if part.get("fields"):
+                rows.append(
+                    [name, group] + [_rate(part["fields"].get(k)) for k, _ in FIELD_COLUMNS]
+                )
+    if not rows:
+        return []
+    return _table(["system", "articles"] + [label for _, label in FIELD_COLUMNS], rows)
+
+
 def domain_table(results: dict[str, Any]) -> list[str]:
     """Per domain and system: articles, summary ROUGE, micro P/R/F1 of each extraction kind."""
     systems = results["systems"]
@@ -257,6 +294,15 @@ def render_markdown(
     micro = micro_table(results)
     if micro:
         lines += ["Micro (summed tp/fp/fn over articles):", "", *micro]
+    fields = field_table(results)
+    if fields:
+        lines += [
+            "## Fields of matched items",
+            "",
+            "What each matched item says, against the reference's fields (eval/metrics.py):",
+            "",
+            *fields,
+        ]
     domains = domain_table(results)
     if domains:
         lines += ["## By domain", "", *domains]

@@ -228,7 +228,7 @@ def score_sample(
     result: dict[str, Any], reference: dict[str, Any], system: System
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Per-article scores (name -> value) and extraction counts (kind -> P/R/F1/tp/fp/fn)."""
-    from eval.metrics import METRICS, result_extraction_scores
+    from eval.metrics import METRICS, field_counts, result_extraction_scores
 
     summary, text = result["summary"], result["text"]
     scores: dict[str, float] = {}
@@ -247,6 +247,7 @@ def score_sample(
         for kind, values in extraction.items():
             for part in ("precision", "recall", "f1"):
                 scores[f"{kind}_{part}"] = values[part]
+        extraction["fields"] = field_counts(result, reference)
     meta = result["meta"]
     scores.update(diagnostic_scores(meta.get("diagnostics", {}), system))
     scores["latency_ms"] = float(meta["timings_ms"].get("total_ms", 0.0))
@@ -272,7 +273,7 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
     """Mean and 95% bootstrap CI of every score, micro-averaged extraction, latency spread."""
     import numpy as np
 
-    from eval.metrics import METRICS, mean_ci, sum_extraction_scores
+    from eval.metrics import METRICS, field_rates_ci, mean_ci, sum_extraction_scores
 
     names = list(dict.fromkeys(k for s in samples for k in s.get("scores", {})))
     scores = {}
@@ -292,12 +293,16 @@ def aggregate(samples: list[dict[str, Any]]) -> dict[str, Any]:
         counts = [s["extraction"][kind] for s in samples if s.get("extraction")]
         if counts:
             micro[kind] = sum_extraction_scores(counts)
+    fields = [s["extraction"]["fields"] for s in samples if "fields" in s.get("extraction", {})]
     latencies = [s["scores"]["latency_ms"] for s in samples if "latency_ms" in s.get("scores", {})]
     latency = {}
     if latencies:
         p50, p90 = np.percentile(latencies, [50, 90])
         latency = {"p50": float(p50), "p90": float(p90), "max": float(max(latencies))}
-    return {"scores": scores, "micro": micro, "latency_ms": latency}
+    result: dict[str, Any] = {"scores": scores, "micro": micro, "latency_ms": latency}
+    if fields:
+        result["fields"] = field_rates_ci(fields, seed=SEED)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

@@ -193,3 +193,18 @@ def test_unknown_system_and_missing_articles(tmp_path: Path) -> None:
     refs.write_text(json.dumps({"id": "nowhere", "summary": "", "demands": [], "positions": []}))
     with pytest.raises(InputError, match="no reference"):
         load_articles(references=refs, dataset=GOLDEN / "articles.jsonl", seeds_dir=tmp_path)
+
+
+def test_field_metrics_are_scored_per_system_and_reported(run_dir: Path) -> None:
+    results = json.loads((run_dir / "results.json").read_text())
+    extracting = {n: s for n, s in results["systems"].items() if s["config"]["extractor"]}
+    assert extracting
+    for name, system in extracting.items():
+        fields = system["fields"]
+        assert set(fields) >= {"what_f1", "target_found", "what_copied", "actor_exact"}, name
+        samples = [json.loads(x) for x in (run_dir / system["samples"]).read_text().splitlines()]
+        counts = [s["extraction"]["fields"] for s in samples]
+        assert fields["what_copied"]["rate"] == pytest.approx(
+            sum(c["what_copied"] for c in counts) / sum(c["what_predicted"] for c in counts)
+        )
+    assert "## Fields of matched items" in (run_dir / "report.md").read_text()
