@@ -19,7 +19,16 @@ import numpy as np
 from tqdm import tqdm
 
 from eval.annotations import N_FOLDS
-from eval.metrics import extraction_scores, prf, rouge_lsum, sum_extraction_scores
+from eval.metrics import (
+    extraction_scores,
+    field_counts,
+    field_rates_ci,
+    paired_field_difference,
+    prf,
+    rouge_lsum,
+    sum_extraction_scores,
+)
+from eval.report import FIELD_COLUMNS, rate_cell
 from eval.training import (
     LAYERS,
     ORACLE_SENTENCES,
@@ -218,6 +227,9 @@ def _item_scores(
             "positions_strict": extraction_scores(
                 p_items, reference["positions"], e.text, require_stance=True
             ),
+            "fields": field_counts(
+                {"text": e.text, "demands": d_items, "positions": p_items}, reference
+            ),
         }
     return scores
 
@@ -250,6 +262,9 @@ def _extraction_report(counts: Counts) -> dict[str, Any]:
     pooled (``items_strict`` with the stance, ``items`` without), and the article count."""
     extraction: dict[str, Any] = defaultdict(dict)
     for (group, system, kind), kind_counts in counts.items():
+        if kind == "fields":
+            extraction[group].setdefault(system, {})[kind] = field_rates_ci(kind_counts, seed=SEED)
+            continue
         extraction[group].setdefault(system, {})[kind] = sum_extraction_scores(kind_counts)
     for group, systems in extraction.items():
         for system, kinds in systems.items():
@@ -287,6 +302,16 @@ def _differences(counts: Counts, rouge: Rouge) -> dict[str, Any]:
             len(learned_rows),
             lambda idx, a=learned_rows, b=rules_rows: _f1_at(a, idx) - _f1_at(b, idx),
         )
+        fields = paired_field_difference(
+            counts[(group, "learned", "fields")], counts[(group, "rules", "fields")], seed=SEED
+        )
+        for name, d in fields.items():
+            if d["ci_low"] is not None:
+                differences[group][f"{name}: learned - rules"] = {
+                    "difference": round(float(d["difference"] or 0.0), 4),
+                    "ci": [round(d["ci_low"], 4), round(float(d["ci_high"] or 0.0), 4)],
+                    "n": len(counts[(group, "learned", "fields")]),
+                }
     for group in dict.fromkeys(group for group, _ in rouge):
         for other in ("lead3", "centrality"):
             pairs = np.array(rouge[(group, "learned")]) - np.array(rouge[(group, other)])
@@ -397,6 +422,18 @@ def render(report: dict[str, Any]) -> str:
                 f"{k['items_strict']['f1']:.3f} | {k['items_strict']['precision']:.3f} | "
                 f"{k['items_strict']['recall']:.3f} |"
             )
+    lines += [
+        "",
+        "Fields of matched items (eval.metrics.field_rates; 95% CI from resampled articles):",
+        "",
+        "| domain | system | " + " | ".join(label for _, label in FIELD_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(FIELD_COLUMNS),
+    ]
+    for group, systems in sorted(report["cv"]["extraction"].items()):
+        for system, k in sorted(systems.items()):
+            if "fields" in k:
+                cells = [rate_cell(k["fields"].get(name)) for name, _ in FIELD_COLUMNS]
+                lines.append(f"| {group} | {system} | " + " | ".join(cells) + " |")
     lines += ["", "| articles | summarizer | n | ROUGE-Lsum | 95% CI |", "|---|---|---|---|---|"]
     for group, systems in sorted(report["cv"]["summaries"].items()):
         for name, s in sorted(systems.items()):

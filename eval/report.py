@@ -148,7 +148,7 @@ FIELD_COLUMNS = (
 )
 
 
-def _rate(cell: dict[str, Any] | None) -> str:
+def rate_cell(cell: dict[str, Any] | None) -> str:
     if not cell or cell.get("rate") is None or cell["rate"] != cell["rate"]:  # NaN: no case
         return "–"
     text = f"{cell['rate']:.3f}"
@@ -166,7 +166,7 @@ def field_table(results: dict[str, Any]) -> list[str]:
         for group, part in groups:
             if part.get("fields"):
                 rows.append(
-                    [name, group] + [_rate(part["fields"].get(k)) for k, _ in FIELD_COLUMNS]
+                    [name, group] + [rate_cell(part["fields"].get(k)) for k, _ in FIELD_COLUMNS]
                 )
     if not rows:
         return []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -371,3 +372,25 @@ def test_both_learned_stages_share_one_model_pass_per_article_and_nothing_outliv
     assert len(read) == len(seed_articles) == len(set(read))
     pipeline.run(seed_articles[:1])
     assert len(read) == len(seed_articles) + 1
+
+
+def test_the_cross_validated_report_has_field_metrics_and_paired_differences(
+    seed_examples: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eval.training as training
+    from eval.crossval import cross_validate
+
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    # Both seeds in every fold (copies under new ids), so each fold trains and scores.
+    examples = [
+        dataclasses.replace(e, id=f"{e.id}-{k}", fold=k) for e in seed_examples for k in range(5)
+    ]
+    base = features_of(seed_examples, FakeLocal(), (15,))
+    features = {e.id: base[e.id.rsplit("-", 1)[0]] for e in examples}
+    config = Config(15, "mean", 0.1)
+    cv, _ = cross_validate(examples, features, config, model_id=FakeLocal.model_id)
+    fields = cv["extraction"]["all"]["learned"]["fields"]
+    assert set(fields) >= {"what_f1", "target_found", "what_copied", "actor_exact"}
+    assert 0.0 <= fields["what_copied"]["rate"] <= 1.0
+    assert cv["extraction"]["all"]["rules"]["fields"]["what_f1"]["rate"] >= 0.0
+    assert "what_f1: learned - rules" in cv["differences"]["all"]
