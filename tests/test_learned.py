@@ -394,3 +394,30 @@ def test_the_cross_validated_report_has_field_metrics_and_paired_differences(
     assert 0.0 <= fields["what_copied"]["rate"] <= 1.0
     assert cv["extraction"]["all"]["rules"]["fields"]["what_f1"]["rate"] >= 0.0
     assert "what_f1: learned - rules" in cv["differences"]["all"]
+
+
+def test_the_learning_curve_trains_nested_subsets_and_scores_every_head(
+    seed_examples: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import eval.learning_curve as learning_curve
+    import eval.training as training
+
+    monkeypatch.setattr(training, "LAYERS", (15,))
+    monkeypatch.setattr(learning_curve, "FIRST_SETS", ("seeds",))
+    examples = [
+        dataclasses.replace(e, id=f"{e.id}-{k}", fold=k % 5)
+        for e in seed_examples
+        for k in range(10)
+    ]
+    base = features_of(seed_examples, FakeLocal(), (15,))
+    features = {e.id: base[e.id.rsplit("-", 1)[0]] for e in examples}
+    quarter, half = (learning_curve.subset(examples, s) for s in (0.25, 0.5))
+    assert {e.id for e in quarter} < {e.id for e in half} and len(half) == 10
+    report = learning_curve.curve(examples, features, Config(15, "mean", 0.1), "fake-reader")
+    assert {(r["pool"], r["share"]) for r in report["rows"]} == {
+        (pool, share) for pool in ("first 152", "all") for share in (0.25, 0.5, 1.0)
+    }
+    for row in report["rows"]:
+        for key in ("demand_ap", "position_ap", "stance_accuracy", "actor_top1"):
+            assert 0.0 <= row[key] <= 1.0, (row["pool"], row["share"], key)
+    assert "| all | 100% |" in learning_curve.render(report)
