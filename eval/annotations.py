@@ -72,6 +72,34 @@ class CheckReport:
     rows: int = 0
     items: Counter[str] = field(default_factory=Counter)
     problems: list[str] = field(default_factory=list)
+    fields: Counter[str] = field(default_factory=Counter)  # non-empty span fields, by name
+    verbatim: Counter[str] = field(default_factory=Counter)  # those found in the article
+
+    @property
+    def verbatim_share(self) -> float:
+        total = sum(self.fields.values())
+        return sum(self.verbatim.values()) / total if total else 1.0
+
+
+SPAN_FIELDS = ("demand", "issue", "target", "conditions")
+
+
+def is_span(value: str, text: str) -> bool:
+    """Whether ``value`` is a span of ``text`` up to case, quote style and white space
+    (guideline amendment 24: fields are the article's own words)."""
+    return (
+        locate_quote(value, text) is not None
+        or locate_quote(value.lower(), text.lower()) is not None
+    )
+
+
+def count_spans(row: dict[str, Any], text: str, report: CheckReport) -> None:
+    for item in [*(row.get("demands") or []), *(row.get("positions") or [])]:
+        for name in SPAN_FIELDS:
+            value = item.get(name) if isinstance(item, dict) else None
+            if isinstance(value, str) and value.strip():
+                report.fields[name] += 1
+                report.verbatim[name] += is_span(value, text)
 
 
 def check_row(row: dict[str, Any], text: str) -> list[str]:
@@ -134,6 +162,7 @@ def check(rows: list[dict[str, Any]], data_dir: Path = DEFAULT_DATA_DIR) -> Chec
         report.items["demands"] += len(row.get("demands") or [])
         report.items["positions"] += len(row.get("positions") or [])
         report.problems.extend(check_row(row, str(source["text"])))
+        count_spans(row, str(source["text"]), report)
     return report
 
 
@@ -163,11 +192,26 @@ def _main(argv: list[str] | None = None) -> int:
         )
     print(
         f"{report.rows} articles, {report.items['demands']} demands, "
-        f"{report.items['positions']} positions, {len(report.problems)} problems"
+        f"{report.items['positions']} positions, {len(report.problems)} problems; "
+        f"fields verbatim {sum(report.verbatim.values())} of {sum(report.fields.values())} "
+        f"({report.verbatim_share:.1%})"
     )
     if args.command == "stats":
+        kinds: Counter[tuple[str, str]] = Counter()
+        articles: Counter[str] = Counter()
+        for row in rows:
+            domain = str(row.get("domain"))
+            articles[domain] += 1
+            kinds[(domain, "demands")] += len(row.get("demands") or [])
+            kinds[(domain, "positions")] += len(row.get("positions") or [])
+        print("  domain: articles, demands, positions, items")
         for domain, count in sorted(by_domain.items()):
-            print(f"  {domain}: {count} items")
+            print(
+                f"  {domain}: {articles[domain]}, {kinds[(domain, 'demands')]}, "
+                f"{kinds[(domain, 'positions')]}, {count}"
+            )
+        for name in SPAN_FIELDS:
+            print(f"  {name}: {report.verbatim[name]} of {report.fields[name]} verbatim")
     return 1 if report.problems else 0
 
 

@@ -71,3 +71,24 @@ def test_the_checker_catches_broken_rows() -> None:
     assert "quote not found" in problems
     assert "target 'the council' is not a span" in problems
     assert "stance 'against'" in problems
+
+
+def test_fields_count_as_spans_up_to_case_and_typography_only() -> None:
+    from eval.annotations import CheckReport, count_spans, is_span
+
+    text = "The union demanded that the company “raise pay” by 5% before Friday."
+    assert is_span('raise pay" by 5%', text)
+    assert is_span("The Company", text)
+    assert not is_span("a pay rise of 5%", text)  # a paraphrase is not a span
+    row = {
+        "demands": [
+            {"demand": "raise pay", "target": "the company", "conditions": None},
+            {"demand": "more money", "target": None, "conditions": "before friday"},
+        ],
+        "positions": [{"issue": "the company raise"}],
+    }
+    report = CheckReport()
+    count_spans(row, text, report)
+    assert report.fields == {"demand": 2, "target": 1, "conditions": 1, "issue": 1}
+    assert report.verbatim == {"demand": 1, "target": 1, "conditions": 1, "issue": 0}
+    assert report.verbatim_share == 3 / 5
