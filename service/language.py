@@ -42,6 +42,11 @@ def detect_language(text: str) -> tuple[str, float]:
     return (code if confidence >= MIN_CONFIDENCE else UNDETERMINED), confidence
 
 
+def sentence_language(sentence: str) -> str:
+    """The language of one sentence, ``und`` unless the model is sure of it."""
+    return detect_language(sentence)[0]
+
+
 def language_warning(code: str, confidence: float) -> str | None:
     """The warning for an article in ``code``, or None for English and undetermined text."""
     if code in (ENGLISH, UNDETERMINED):
