@@ -39,7 +39,13 @@ from langchain_core.messages import BaseMessage
 
 from service.article import Sentence
 from service.errors import Cancelled, ModelError
-from service.extraction import ActorIndex, index_actors, sentence_speakers
+from service.extraction import (
+    ActorIndex,
+    Claim,
+    disputed_claims,
+    index_actors,
+    sentence_speakers,
+)
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -110,6 +116,7 @@ class Work:
     features: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict, repr=False)
     _actors: ActorIndex | None = field(default=None, repr=False)
     _speakers: dict[int, str] | None = field(default=None, repr=False)
+    _disputed: list[Claim] | None = field(default=None, repr=False)
 
     @property
     def actors(self) -> ActorIndex:
@@ -124,6 +131,14 @@ class Work:
         if self._speakers is None:
             self._speakers = sentence_speakers(self.sentences, self.actors)
         return self._speakers
+
+    @property
+    def disputed(self) -> list[Claim]:
+        """The claims the article reports as false, fabricated, denied or alleged by others
+        (once): they are nobody's items."""
+        if self._disputed is None:
+            self._disputed = disputed_claims(self.sentences)
+        return self._disputed
 
     @property
     def news_text(self) -> str:

@@ -321,3 +321,77 @@ def test_contradictory_stances_on_one_quote_are_resolved_by_the_rules_or_dropped
     ]
     assert result.meta.diagnostics.items_dropped == 3
     assert any("contradictory stances" in w for w in result.warnings)
+
+
+# Claims the article reports as false ----------------------------------------------------
+
+DISPUTED = (
+    "Fishermen in Kodiak protested on Monday against new limits on the salmon catch.\n"
+    "Union leader Sam Carter demanded that the state delay the limits until next season.\n"
+    "A viral post circulating on Tuesday falsely claimed that Joe Biden had demanded the "
+    "surrender of Alaska.\n"
+    "Governor Mike Dunleavy denied demanding that the limits be doubled.\n"
+    "A doctored video appears to show Mayor Pat Branson urging boats to ignore the limits.\n"
+    "Police alleged that smuggler Tony Marks demanded a ransom for the boats.\n"
+    "The claim that Senator Lisa Murkowski called for a fishing ban was false.\n"
+    "Mayor Pat Branson called the video a hoax and demanded that the platform remove it.\n"
+    "The union denied the allegation and demanded an apology from the station."
+)
+
+
+def in_disputed(quote: str) -> dict[str, Any]:
+    start = DISPUTED.index(quote)
+    return {"quote": quote, "start": start, "end": start + len(quote)}
+
+
+def sentence_of(words: str) -> str:
+    return next(line for line in DISPUTED.split("\n") if words in line)
+
+
+def test_a_claim_the_article_reports_as_false_is_not_the_actors_item(scripted):
+    """Whoever made the item: false, fabricated, doctored, denied or alleged by others."""
+    disputed = [
+        ("Joe Biden", "falsely claimed", "the surrender of Alaska"),
+        ("Mike Dunleavy", "denied demanding", "that the limits be doubled"),
+        ("Pat Branson", "doctored video", "boats to ignore the limits"),
+        ("Tony Marks", "alleged that", "a ransom for the boats"),
+        ("Lisa Murkowski", "was false", "a fishing ban"),
+    ]
+    real = [
+        ("Sam Carter", "Union leader Sam Carter", "that the state delay the limits"),
+        ("Pat Branson", "called the video a hoax", "that the platform remove it"),
+        ("The union", "The union denied the allegation", "an apology from the station"),
+    ]
+    items = [
+        Demand(actor=actor, demand=content, target=None, conditions=None, **in_disputed(quote))
+        for actor, words, content in [*disputed, *real]
+        for quote in [sentence_of(words)]
+    ]
+    scripted.items = items
+    settings = Settings(summarizer="lead", extractor=scripted.name)
+    result = Pipeline(settings=settings).invoke({"text": DISPUTED})
+    assert [d.actor for d in result.demands] == ["Sam Carter", "Pat Branson", "The union"]
+    assert result.meta.diagnostics.items_dropped == 5
+    assert any("5 reported as false or alleged by others" in w for w in result.warnings)
+
+
+def test_no_extractor_makes_a_false_claim_an_item():
+    result = Pipeline(settings=Settings(summarizer="lead", extractor="rules")).invoke(
+        {"text": DISPUTED}
+    )
+    actors = {d.actor for d in result.demands} | {p.actor for p in result.positions}
+    assert not actors & {"Joe Biden", "Biden", "Mike Dunleavy", "Tony Marks", "Lisa Murkowski"}
+    assert any(d.actor == "Sam Carter" for d in result.demands)
+
+
+def test_a_summary_sentence_that_states_a_false_claim_as_fact_is_removed(writer):
+    writer.summary = (
+        "Joe Biden demanded the surrender of Alaska. "
+        "A viral post falsely claimed that Joe Biden had demanded the surrender of Alaska. "
+        "Union leader Sam Carter demanded that the state delay the limits."
+    )
+    settings = Settings(summarizer=writer.name, extractor="rules")
+    result = Pipeline(settings=settings).invoke({"text": DISPUTED})
+    assert result.summary == writer.summary.split(". ", 1)[1]
+    assert result.meta.diagnostics.summary_sentences_removed == 1
+    assert any("state a claim the article reports as false" in w for w in result.warnings)
