@@ -99,6 +99,7 @@ class Work:
     article: Article
     text: str = ""
     language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
+    english: bool = True  # English enough for English-only stages (service.language)
     sentences: list[Sentence] = field(default_factory=list)  # without the instructions
     instructions: list[Sentence] = field(default_factory=list)  # see service.checks
     summary: str = ""
@@ -167,6 +168,9 @@ class Stage:
     prompts: ClassVar[tuple[str, ...]] = ()
     uses_model: ClassVar[bool] = False  # results depend on the model (meta.model names it)
     batched: ClassVar[bool] = False  # run on all articles of a call at once
+    # Reads English only: the pipeline does not run it on an article that is not English
+    # enough (``Work.english``), and the article's warning says so.
+    english_only: ClassVar[bool] = False
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         raise NotImplementedError
@@ -178,6 +182,7 @@ class Summarizer(Stage):
 
 class Extractor(Stage):
     kind = "extractor"
+    english_only = True  # every extractor so far: cue words, attribution, English features
 
 
 _REGISTRY: dict[StageKind, dict[str, type[Stage]]] = {"summarizer": {}, "extractor": {}}
