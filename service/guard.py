@@ -32,9 +32,10 @@ Injected text comes in blocks, and a block is set aside whole:
 
 - a chat marker, role tag or note to a model opens a block: a chat turn runs to its end marker
   (``<|im_end|>``, ``[/INST]``), else to the end of the paragraph, as does a note;
-- after an instruction-like sentence, the next sentences of its paragraph belong to it while
-  they address the tool (an imperative, "you", the summary or the items), follow a colon that
-  introduced them, or are in the same foreign language (``service.language``);
+- after an instruction-like sentence, the next sentences belong to it while they give orders
+  (an imperative; in the same paragraph or the next) or follow a colon that introduced them,
+  and in the same paragraph while they address the tool ("you", the summary or the items) or
+  are in the same foreign language (``service.language``);
 - an order that points back ("... should now say so") takes the sentence before it, and a
   notice ("Correction (updated 14:05): ...", "Editor's note: ...") that holds an instruction
   is set aside from its label on.
@@ -49,6 +50,7 @@ import unicodedata
 from functools import cache, lru_cache
 
 from service.article import Sentence
+from service.language import ENGLISH, UNDETERMINED, sentence_language
 
 # Folding -----------------------------------------------------------------------------------
 
@@ -184,7 +186,8 @@ _ORDERS = re.compile(
     r"(?:state|say|include|mention|read|contain|list|report|claim|attribute|name|show|begin|"
     r"start|end|note|credit|lead)\b"
     rf"|\byou (?:must|should|shall|will|need to|have to|are (?:required |instructed )?to) "
-    rf"(?:now |also |instead |only )?(?:{_OUTPUT}|ignore|disregard|forget|pretend)\b"
+    rf"(?:now |also |instead |only )?(?:{_OUTPUT}|ignore|disregard|forget|pretend|follow|"
+    r"obey|comply)\b"
     r"(?!\s*[,.;?!])"
     rf"|{_START}\W{{0,3}}(?:please |now |also |instead )?{_OUTPUT} "
     r"(?:that|only|exactly|the following|this|[:\"“'‘])"
@@ -424,16 +427,16 @@ def _opening(sentences: list[Sentence], i: int) -> list[int]:
 
 
 def _continues(s: Sentence, previous: Sentence) -> bool:
-    """Whether ``s`` goes on with the injected block that ``previous`` belongs to."""
-    if s.paragraph != previous.paragraph:
-        return False
+    """Whether ``s`` goes on with the injected block that ``previous`` belongs to: in the
+    next paragraph only as an order, in the same one also by addressing the tool or by
+    speaking the same foreign language."""
     folded = fold(s.text)[0]
     if previous.text.rstrip().endswith(":") or _IMPERATIVE.search(folded):
-        return True
+        return s.paragraph - previous.paragraph <= 1
+    if s.paragraph != previous.paragraph:
+        return False
     if _ADDRESSES_TOOL.search(folded):
         return True
-    from service.language import ENGLISH, UNDETERMINED, sentence_language
-
     language = sentence_language(s.text)
     return language not in (ENGLISH, UNDETERMINED) and language == sentence_language(previous.text)
 
