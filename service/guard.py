@@ -96,13 +96,16 @@ _LEET_WORD = re.compile(r"\b(?=[a-z]*[0-9])(?=[0-9]*[a-z])[a-z0-9]+\b")
 def fold(text: str) -> tuple[str, list[int]]:
     """``text`` as the patterns read it, and for each folded character the offset in
     ``text`` of the character it comes from."""
-    pieces: list[str] = []
-    origin: list[int] = []
-    for i, char in enumerate(text):
-        piece = _fold_char(char)
-        pieces.append(piece)
-        origin += [i] * len(piece)
-    folded = "".join(pieces)
+    if text.isascii():
+        folded, origin = text.lower(), list(range(len(text)))
+    else:
+        pieces: list[str] = []
+        origin = []
+        for i, char in enumerate(text):
+            piece = _fold_char(char)
+            pieces.append(piece)
+            origin += [i] * len(piece)
+        folded = "".join(pieces)
     folded = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), folded)
     return folded, origin
 
@@ -326,12 +329,14 @@ def _signal(sentence: str) -> tuple[re.Pattern[str], int, int] | None:
     if not folded:
         return None
     origin.append(len(sentence))
-    quoted = [m.span() for m in _QUOTED.finditer(sentence)]
-    reported = bool(_REPORTED.search(_QUOTED.sub(" ", sentence)))
-    frames = [m.end() for m in _INDIRECT.finditer(sentence)]
+    quoted: list[tuple[int, int]] | None = None
     for pattern in _SIGNALS:
         for match in pattern.finditer(folded):
             start, end = origin[match.start()], origin[match.end()]
+            if quoted is None:  # how the sentence reports, read once it has a signal
+                quoted = [m.span() for m in _QUOTED.finditer(sentence)]
+                reported = bool(_REPORTED.search(_QUOTED.sub(" ", sentence)))
+                frames = [m.end() for m in _INDIRECT.finditer(sentence)]
             quote = next(((a, b) for a, b in quoted if a <= start < b), None)
             frame = next((f for f in frames if f <= start), None)
             if quote and reported and not _carries(sentence[end : quote[1]]):
