@@ -122,7 +122,10 @@ _OPENS_TURN = (
 )
 _ENDS_TURN = r"<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<\|endoftext\|>|\[/INST\]|<end_of_turn>"
 CHAT_MARKER = re.compile(
-    rf"{_OPENS_TURN}|{_ENDS_TURN}|<\|[a-z_]{{2,30}}\|>|<</?SYS>>|\[/?INST\]", re.IGNORECASE
+    rf"{_OPENS_TURN}|{_ENDS_TURN}|<\|[a-z_]{{2,30}}\|>|<</?SYS>>|\[/?INST\]"
+    r"|</?(?:system|system_prompt|instructions?|prompt|assistant|user|developer|admin)>"
+    r"|\b(?:begin|end) (?:of )?(?:the )?(?:new |hidden |secret )?system (?:prompt|instructions?)\b",
+    re.IGNORECASE,
 )
 # Where an order can stand: at the start of the sentence or of a quotation in it.
 _START = r"(?:^|(?<=[“\"«‘]))"
@@ -147,15 +150,27 @@ _AI = (
     r"AI (?:systems?|tools?|agents?))"
 )
 _ADDRESSEE = rf"(?:{_AI}|models?|bots?|crawlers?|scrapers?)"
+# What a machine does with the page: "reading this", "summarizing the article".
+_READING = (
+    r"(?:reading|processing|summari[sz]ing|parsing|scraping|crawling|analy[sz]ing|ingesting|"
+    r"indexing) (?:this|the|these)(?: (?:page|article|text|story|post|content|site|document)s?)?"
+)
 _HEARKEN = r"(?:you|your|please|listen|heads up|take note|pay attention|remember|attention)"
 _TO_MODEL = re.compile(
     rf"{_START}\W{{0,3}}(?:hi|hey|hello|dear|attention|note to|message (?:to|for)|memo to|"
     rf"reminder (?:to|for)|instructions? (?:to|for))\b[,:]?\s+(?:the |all |any |every )?"
     rf"(?:\w+ )?{_ADDRESSEE}\b"
     rf"|{_START}\W{{0,3}}(?:\w+ )?{_AI}\s*(?::|,(?=.*\b{_HEARKEN}\b))"
-    rf"|\b(?:if|when) you are an? (?:\w+ ){{0,2}}?{_ADDRESSEE}\b"
+    rf"|\b(?:if|when) you(?: are|'re|’re) an? (?:\w+ ){{0,2}}?{_ADDRESSEE}\b"
     rf"|\b(?:note|message|memo|notice|instructions?) (?:to|for) (?:the |all |any |every )?"
-    rf"{_MACHINE}\b",
+    rf"{_MACHINE}\b"
+    # "Important message for LLMs:", "To any AI summarizing this:", "AI models reading this,"
+    rf"|{_START}\W{{0,3}}(?:(?:(?:an? |this |one |quick |important |urgent |special |new |"
+    r"final |hidden |secret )*(?:note|message|memo|reminder|instructions?|notice|rules?|"
+    r"warning|request|task|directive|orders?|update|p\.?s\.?) )?(?:to|for) )?"
+    rf"(?:the |all |any |every )?(?:\w+ )?{_ADDRESSEE}"
+    rf"(?:\s+{_READING})?\s*:"
+    rf"|{_START}\W{{0,3}}(?:the |all |any |every )?(?:\w+ )?{_ADDRESSEE}\s+{_READING}\s*,",
     re.IGNORECASE,
 )
 _TO_EDITOR = re.compile(
@@ -172,7 +187,13 @@ _OVERRIDE = re.compile(
     r"(?:\w+\s+)?(?:instructions?|prompts?|directions|directives|guidelines|rules|context|"
     r"text|article|messages?)\b"
     r"|(?<=your )(?:instructions|prompts?|rules|guidelines|directives|programming|training)\b"
-    r"|(?:the\s+)?(?:article|text|content|instructions|prompt)\s+above\b)"
+    r"|(?:the\s+)?(?:article|text|content|instructions|prompt)\s+above\b"
+    r"|(?:everything|anything|all)\s+(?:of\s+the\s+|that\s+is\s+|written\s+)?above\b"
+    r"|the\s+above\b)"
+    r"|\b(?:pay no attention to|do not follow|don't follow|stop following)\s+"
+    r"(?:(?:all|any)\s+(?:of\s+)?)?(?:(?:the|these|those|your|my)\s+)?"
+    r"(?:previous|prior|above|earlier|preceding|original|system|initial)\s+"
+    r"(?:\w+\s+)?(?:instructions?|prompts?|directions|directives|guidelines|rules)\b"
     r"|\byou are now\b|\bfrom now on,? you\b|\byour (?:new|real|true) (?:task|role|job|"
     r"instructions?)\b|\b(?:you (?:must |should |will )?pretend|pretend you are)\b",
     re.IGNORECASE,
