@@ -5,7 +5,8 @@ Instruction-like sentences are found and set aside by ``service.guard`` when an 
 prepared; the checks here use it to keep them out of what stages make.
 
 **Summaries** (``check_summary``) lose sentences that are instruction-like, or whose names or
-numbers the article holds only inside instruction-like sentences, or not at all.
+numbers the article holds only inside instruction-like sentences, or not at all, or that state
+as fact a claim the article reports as false or alleged (``Work.disputed``).
 
 **Items** (``check_items``), whichever extractor made them:
 
@@ -18,9 +19,14 @@ numbers the article holds only inside instruction-like sentences, or not at all.
    introduced, "he"/"she" for the last speaker);
 3. the demand or issue has no name or number the article's news text lacks, and no field is
    instruction-like (unless it copies the quote, which passed as the article's content);
-4. ``target`` and ``conditions`` are spans of the article's news text (whole words, up to case,
-   typography and white space), else they are set to null;
-5. identical items are merged; positions of one actor on one quote with contradictory stances
+4. the item is not a claim the article reports as false, fabricated, doctored, debunked,
+   denied or alleged by others (``Work.disputed``, found once per article by
+   ``service.extraction``): its quote holds such a claim and its actor is the one the claim is
+   about ("A viral post falsely claimed that Joe Biden had demanded ..." is not Joe Biden's
+   demand; "X accused Y of ..." stays X's position);
+5. ``target`` and ``conditions`` are spans of the article's news text outside such claims
+   (whole words, up to case, typography and white space), else they are set to null;
+6. identical items are merged; positions of one actor on one quote with contradictory stances
    on the same issue keep the stance the rules read in the quote, or are all dropped.
 
 Every removal is counted in ``meta.diagnostics`` and said in ``warnings`` (by position, never
@@ -33,13 +39,14 @@ import re
 from collections import Counter
 
 from service.article import Sentence, split_sentences
-from service.extraction import ActorIndex, classify
+from service.extraction import ActorIndex, Claim, classify, disputed_claims
 from service.grounding import filter_unsupported, fold, unsupported_terms, verify_offsets
 from service.guard import CHAT_MARKER, is_instruction
+from service.lexicon import STOPWORDS
 from service.schemas import Demand, Position
 from service.stages import Work, body_sentences
 
-CHECKS_VERSION = 1  # results change when the checks do: part of the cache key
+CHECKS_VERSION = 2  # results change when the checks (or the guard) do: part of the cache key
 
 
 # Summaries ---------------------------------------------------------------------------------
@@ -51,19 +58,22 @@ def check_summary(work: Work, *, wanted: int) -> None:
     if not work.summary:
         return
     news = work.news_text
+    article = _norm(work.text)
     kept: list[str] = []
-    injected = 0
+    injected = disputed = 0
     warnings: list[str] = []
     for s in split_sentences(work.summary):
         if is_instruction(s.text) or CHAT_MARKER.search(s.text):
             injected += 1
+        elif _states_disputed(s.text, work, article):
+            disputed += 1
         elif not unsupported_terms(s.text, news):
             kept.append(s.text)
         elif not unsupported_terms(s.text, work.text):
             injected += 1  # its names or numbers occur only in instruction-like sentences
         else:
             warnings += filter_unsupported([s.text], news)[1]
-    removed = injected + len(warnings)
+    removed = injected + disputed + len(warnings)
     if not removed:
         return
     work.diagnostics.summary_sentences_removed += removed
@@ -72,10 +82,35 @@ def check_summary(work: Work, *, wanted: int) -> None:
         work.warnings.append(
             f"removed {injected} summary sentences that repeat instruction-like text"
         )
+    if disputed:
+        work.warnings.append(
+            f"removed {disputed} summary sentences that state a claim the article reports as "
+            "false or alleged"
+        )
     if not kept:
         kept = [s.text for s in body_sentences(work.sentences)[:wanted]]
         work.warnings.append("no summary sentence survived the checks; used lead")
     work.summary = " ".join(kept)
+
+
+def _states_disputed(sentence: str, work: Work, article: str) -> bool:
+    """Whether a summary sentence states a disputed claim without saying it is disputed
+    (``article``: the article's text, ``_norm``-folded)."""
+    if not work.disputed or _norm(sentence) in article:
+        return False  # nothing disputed, or the article's own words
+    if disputed_claims(split_sentences(sentence)):
+        return False  # it says the claim is disputed
+    said = _content_words(sentence)
+    for claim in work.disputed:
+        words = _content_words(work.text[claim.start : claim.end])
+        shared = len(words & said)
+        if shared >= 2 and shared >= 0.6 * len(words):
+            return True
+    return False
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in re.findall(r"\w+", _norm(text)) if w not in STOPWORDS}
 
 
 # Items -------------------------------------------------------------------------------------
@@ -87,7 +122,7 @@ def check_items(work: Work) -> None:
     """Apply the item rules of the module docstring to ``work.demands`` and
     ``work.positions``; drop, clear, merge and resolve, and say so."""
     news = work.news_text
-    folded = _norm(news)
+    folded = _norm(_blank(news, [(c.start, c.end) for c in work.disputed]))
     index, speakers = work.actors, work.speakers
     faults: Counter[str] = Counter()
     cleared = 0
@@ -146,11 +181,39 @@ def _fault(
         return "instruction-like text in a field"
     if not item.actor.strip():
         return "no actor"
+    if any(_disputes(claim, item, work.text, index) for claim in work.disputed):
+        return "reported as false or alleged by others"
     if unsupported_terms(content, news):
         return "names or numbers not in the article"
     if not _attributed(item, work.sentences, index, speakers):
         return "actor not named in or before its quote"
     return None
+
+
+def _disputes(claim: Claim, item: Item, text: str, index: ActorIndex) -> bool:
+    """Whether ``item`` is ``claim``: its quote holds the claim, and the claim names its
+    actor (the one it is about, not whoever made or denies it)."""
+    if not (item.start < claim.sentence_end and claim.sentence_start < item.end):
+        return False
+    if isinstance(item, Position) and item.stance in ("oppose", "neutral"):
+        return False  # a denial or rebuttal is the actor's own stance on the claim
+    said = _POSSESSIVE.sub(" ", text[claim.start : claim.end])  # "a judge's orders": not whom
+    content = _norm(item.demand if isinstance(item, Demand) else item.issue)
+    if content and any(content in _norm(m.group()) for m in _ASIDE.finditer(said)):
+        return False  # from an aside about the actor (", who has ..."), not what is alleged
+    return _named(item.actor, said, index)
+
+
+_POSSESSIVE = re.compile(r"[\w.-]+['’]s?\b(?=\s)")
+# ", who has courted controversy with ... tactics,": a relative clause set off by commas.
+_ASIDE = re.compile(r",\s+(?:who|whose|which)\b[^,]*,")
+
+
+def _blank(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with ``spans`` replaced by spaces (same offsets)."""
+    for start, end in spans:
+        text = text[:start] + " " * (end - start) + text[end:]
+    return text
 
 
 def _attributed(

@@ -15,16 +15,26 @@ from typing import Any
 
 from service.article import Sentence
 from service.lexicon import (
+    ALLEGING_VERBS,
     CALENDAR_WORDS,
+    CLAIM_CARRIERS,
+    CLAIM_VERBS,
     CONDITION_PHRASES,
     CONDITIONAL_CUES,
     DEMAND_CUES,
+    DENIALS,
+    FALSITY_ADVERBS,
+    FALSITY_NOUNS,
+    FALSITY_WORDS,
+    HEDGES,
     HONORIFICS,
+    NEGATIONS,
     NEUTRAL_CUES,
     NEWS_AGENCIES,
     NOT_ACTORS,
     NOT_NAMES,
     OPPOSE_CUES,
+    PROVEN_FALSE,
     REPORTING_VERBS,
     ROLE_WORDS,
     SPEECH_VERBS,
@@ -71,6 +81,83 @@ _APPOSITIVE = re.compile(r"^,\s+(?:the|a|an)\s+(?P<title>[^,]+),")
 _POSSESSIVE = re.compile(r"[’']s$")
 _CLAUSE_END = re.compile(r"[^\w’'.]$")  # "Moscow," or "(Reuters)" before a title ends it
 _DATELINE = re.compile(r"^[A-Z]{2,}[^-–—]*?\)\s*[-–—]\s*")  # "MOSCOW, Feb 10 (Reuters) -"
+
+# Claims the article does not stand behind (``disputed_claims``), by where the claim is:
+# after the marker ("falsely claimed that ...", "a doctored video shows ...", "police alleged
+# that ..."), the subject before it ("X allegedly demanded ...", "The claim that X demanded
+# ... was false"), or the clause a subject denies ("X denied demanding ...", "X never called
+# for ...").
+_ACTS = (
+    r"(?:demand\w*|call\w*\s+for|ask\w*\s+for|urg\w*|insist\w*|request\w*|seek\w*|sought|"
+    r"propos\w*|order\w*|threat\w*|making|made|say\w*|said|want\w*)"
+)
+_PRONOUN = r"(?:he|she|they|it|we|i)\b"
+_CLAIM_FOLLOWS = re.compile(
+    rf"\b(?:{alternation(FALSITY_ADVERBS)})\s+(?:\w+\s+)?(?:{alternation(CLAIM_VERBS)})\b"
+    rf"(?:\s+that\b)?"
+    rf"|\b(?:{alternation(FALSITY_WORDS)})\s+(?:[\w-]+\s+){{0,2}}?"
+    rf"(?:{alternation(CLAIM_CARRIERS)})\b"
+    rf"|\b(?:{alternation(FALSITY_NOUNS)})\s+(?=(?:that|claiming|saying|suggesting|alleging|"
+    rf"purporting|showing|in which)\b)"
+    rf"|\b(?:{alternation(ALLEGING_VERBS)})\s+that\b"
+    rf"|(?<!\bbe )(?<!\bbeen )(?<!\bis )(?<!\bare )(?<!\bwas )(?<!\bwere )"
+    rf"\b(?:{alternation(DENIALS)})\s+(?:(?:claims?|reports?|suggestions?)\s+)?that\s+"
+    rf"(?!{_PRONOUN})",
+    re.IGNORECASE,
+)
+_CLAIM_DENIED = re.compile(
+    rf"\b(?:{alternation(DENIALS)})\s+(?:(?:ever|having|any|that|{_PRONOUN}|had|has)\s+)*"
+    rf"{_ACTS}"
+    rf"|\b(?:{alternation(NEGATIONS)})\s+(?:ever\s+|once\s+|actually\s+)?"
+    r"(?:demand\w*|call\w*\s+for|ask\w*\s+for|urg\w*|insist\w*|request\w*)",
+    re.IGNORECASE,
+)
+_CLAIM_BEFORE = re.compile(
+    rf"\b(?:{alternation(HEDGES)})\b"
+    r"|\b(?:was|were|is|are|has been|have been|had been|turned out to be|proved|proven|"
+    r"proved to be)\s+(?:later\s+|quickly\s+|since\s+|widely\s+|entirely\s+|completely\s+)?"
+    rf"(?:{alternation(PROVEN_FALSE)})\b",
+    re.IGNORECASE,
+)
+# "... accountable for allegedly stifling voices": a hedge right after a preposition qualifies
+# a gerund whose subject the clause before it does not name.
+_AFTER_PREPOSITION = re.compile(
+    r"\b(?:for|of|with|over|about|after|from|in|on|against|without)\s+$", re.IGNORECASE
+)
+# "... have been discredited by the US authorities": the agent debunks the claim.
+_DEBUNKED_BY = re.compile(
+    r"\b(?:discredited|debunked|denied|dismissed|rejected|refuted|disproved|disputed|"
+    r"contradicted|exposed|investigated|thrown out)\s+by\b",
+    re.IGNORECASE,
+)
+_CLAUSE_BREAK = re.compile(
+    r";|,\s+(?:but|while|whereas|although|nor)\b|\s[–—]\s|--|\s(?:even though|though)\b"
+)
+# Where the part of a clause that a claim is about begins: after its last "that", verb of
+# saying or subordinating word ("A source said the case ... had been fabricated": the case,
+# not the source; "... in Tomsk, where he was allegedly poisoned": he).
+_CLAUSE_OPENER = re.compile(
+    r"\b(?:that|said|says|told|reported|stated|added|wrote|announced|confirmed|argued|noted|"
+    r"when|where|after|as|because|since|while|who|which|whom|whose|if|though|although|until|"
+    r"before)\b",
+    re.IGNORECASE,
+)
+_TRAILING_SOURCE = re.compile(
+    rf",[”\"’']?\s+(?:[\w'’.-]+\s+){{0,6}}?(?:{_REPORTING})\b[^,;]*[.!?”\"]*$"
+)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A claim the article reports without standing behind it (false, fabricated, denied,
+    alleged by others): the sentence that holds it, and the span that names whom the claim is
+    about. ``denied``: the one named denies it (their own denial is a position they hold)."""
+
+    sentence_start: int
+    sentence_end: int
+    start: int
+    end: int
+    denied: bool = False
 
 
 @dataclass
@@ -335,6 +422,55 @@ def sentence_speakers(sentences: list[Sentence], index: ActorIndex) -> dict[int,
     return {
         s.start: actor for s, actor in attributions(sentences, index) if actor and is_candidate(s)
     }
+
+
+def disputed_claims(sentences: list[Sentence]) -> list[Claim]:
+    """The claims the article marks as false, fabricated, doctored, debunked, denied or
+    alleged by others, each with the span that names whom it is about."""
+    return [
+        Claim(s.start, s.end, s.start + start, s.start + end, denied)
+        for s in sentences
+        for start, end, denied in _claims_in(s.text)
+        if s.text[start:end].strip()
+    ]
+
+
+def _claims_in(text: str) -> list[tuple[int, int, bool]]:
+    """(start, end, denied) of each disputed claim in one sentence."""
+    breaks = [m.start() for m in _CLAUSE_BREAK.finditer(text)]
+    found = _TRAILING_SOURCE.search(text)
+    source = found.start() if found else None
+    spans = []
+    for m in _CLAIM_FOLLOWS.finditer(text):
+        end = _clause(breaks, m.start(), m.end(), len(text), source)[1]
+        agent = _DEBUNKED_BY.search(text, m.end(), end)  # who debunked it is not its subject
+        spans.append((m.end(), agent.start() if agent else end, False))
+    for m in _CLAIM_BEFORE.finditer(text):
+        if _AFTER_PREPOSITION.search(text, 0, m.start()):
+            continue  # "accountable for allegedly stifling ...": no subject before it is accused
+        start = _clause(breaks, m.start(), m.end(), len(text), source)[0]
+        spans.append((_about(text, start, m.start()), m.start(), False))
+    for m in _CLAIM_DENIED.finditer(text):
+        start, end = _clause(breaks, m.start(), m.end(), len(text), source)
+        spans.append((_about(text, start, m.start()), end, True))
+    return spans
+
+
+def _clause(
+    breaks: list[int], at: int, to: int, length: int, source: int | None
+) -> tuple[int, int]:
+    """The clause around ``[at, to)``: between clause breaks, and before a source named at
+    the end of the sentence ("..., police said", starting at ``source``)."""
+    ends = [length, *(b for b in breaks if b >= to)]
+    if source is not None and source >= to:
+        ends.append(source)
+    return max([0, *(b for b in breaks if b < at)]), min(ends)
+
+
+def _about(text: str, start: int, at: int) -> int:
+    """Where the part of ``text[start:at]`` that names whom a claim is about begins: after
+    the last "that", verb of saying or subordinating word."""
+    return max([start, *(m.end() for m in _CLAUSE_OPENER.finditer(text, start, at))])
 
 
 def find_candidates(

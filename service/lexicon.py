@@ -283,6 +283,67 @@ NEUTRAL_CUES = _cues(NEUTRAL_PHRASES)
 
 
 # ---------------------------------------------------------------------------
+# Claims the article does not stand behind: false, fabricated, denied, alleged by others
+
+# fmt: off
+# "falsely claimed that ...": an adverb of falsity before a verb of saying or showing.
+FALSITY_ADVERBS = (
+    "falsely", "wrongly", "erroneously", "baselessly", "incorrectly", "mistakenly",
+    "fraudulently", "spuriously", "inaccurately", "without evidence",
+)
+CLAIM_VERBS = (
+    "claim", "claims", "claimed", "claiming", "say", "says", "said", "saying",
+    "state", "states", "stated", "stating", "report", "reports", "reported", "reporting",
+    "suggest", "suggests", "suggested", "suggesting", "assert", "asserts", "asserted",
+    "allege", "alleges", "alleged", "alleging", "attribute", "attributes", "attributed",
+    "attributing", "quote", "quotes", "quoted", "quoting", "portray", "portrays", "portrayed",
+    "portraying", "depict", "depicts", "depicted", "depicting", "show", "shows", "showed",
+    "shown", "showing", "imply", "implies", "implied", "implying", "credit", "credits",
+    "credited", "crediting",
+)
+# "a doctored video (appears to show) ...": a word of falsity before what carries a claim.
+FALSITY_WORDS = (
+    "false", "fake", "fabricated", "bogus", "doctored", "manipulated", "altered", "forged",
+    "phony", "phoney", "made-up", "invented", "debunked", "discredited", "unfounded",
+    "baseless", "unsubstantiated", "spurious", "hoax", "satirical", "misattributed",
+    "fraudulent", "unverified",
+)
+CLAIM_CARRIERS = (
+    "claim", "claims", "report", "reports", "rumour", "rumours", "rumor", "rumors", "story",
+    "stories", "quote", "quotes", "quotation", "quotations", "statement", "statements", "post",
+    "posts", "video", "videos", "image", "images", "photo", "photos", "picture", "pictures",
+    "clip", "clips", "screenshot", "screenshots", "tweet", "tweets", "letter", "letters",
+    "account", "accounts", "allegation", "allegations", "assertion", "assertions", "message",
+    "messages", "article", "articles", "headline", "headlines", "meme", "memes", "document",
+    "documents", "recording", "recordings", "audio",
+)
+# "a hoax claiming that ...": a claim named as false, then what it says.
+FALSITY_NOUNS = (
+    "hoax", "hoaxes", "fabrication", "fabrications", "forgery", "forgeries", "fake", "fakes",
+    "disinformation", "misinformation", "rumour", "rumours", "rumor", "rumors", "allegation",
+    "allegations", "conspiracy theory", "conspiracy theories",
+)
+# "police alleged that ...": what others say someone did. ("X accused Y of ..." is X's
+# position, and often of a fact: it is not here.)
+ALLEGING_VERBS = ("allege", "alleges", "alleged", "alleging")
+# "X allegedly demanded ...": the clause's own subject is the one the claim is about.
+HEDGES = ("allegedly", "purportedly", "supposedly")
+# "X denied demanding ...", "X never demanded ...": the subject denies the claim.
+DENIALS = ("denied", "denies", "deny", "denying")
+NEGATIONS = (
+    "never", "did not", "didn't", "has not", "hasn't", "have not", "haven't", "had not",
+    "does not", "doesn't",
+)
+# "The claim that X demanded ... was false": the claim comes first.
+PROVEN_FALSE = (
+    "false", "fake", "fabricated", "a hoax", "doctored", "debunked", "untrue", "not true",
+    "bogus", "invented", "a fabrication", "a forgery", "misattributed", "baseless",
+    "unfounded", "a lie",
+)
+# fmt: on
+
+
+# ---------------------------------------------------------------------------
 # Numbers
 
 # Numbers written as words, with their digits, so "three envoys" supports "3 envoys".

@@ -51,8 +51,9 @@ Outcome = Result | StandpointError
 MODEL_NEEDS = frozenset({Need.CHAT, Need.SCORER, Need.FEATURES})
 
 # Part of every cache key: bump it when results computed before a change would now differ
-# in more than the settings show (2: meta.language and the English-only warning).
-RESULT_FORMAT = 2
+# in more than the settings show (2: meta.language and the English-only warning; 3: no items
+# from English-only extractors for an article that is not English, languages by majority).
+RESULT_FORMAT = 3
 
 
 class Pipeline(Runnable[Article | dict[str, Any], Result]):
@@ -187,7 +188,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         try:
             summarize = [w for w in works if w.article.options.summary]
             self._timed(ctx, summarize, "summary_ms", self.summarizer)
-            extract = [w for w in works if w.article.options.extraction]
+            extract = [
+                w
+                for w in works
+                if w.article.options.extraction and (w.english or not self.extractor.english_only)
+            ]
             self._timed(ctx, extract, "extract_ms", self.extractor)
         except StandpointError as exc:  # unusable configuration, or cancelled: every article
             return {id(w): exc for w in works}
@@ -280,8 +285,9 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         if work.instructions:
             work.diagnostics.instructions_ignored = len(work.instructions)
             work.warnings.append(instruction_warning(work.instructions))
-        work.language, confidence = detect_language(work.text)
-        if warning := language_warning(work.language, confidence):
+        detected = detect_language(work.text, [s.text for s in work.sentences])
+        work.language, work.english = detected.code, detected.english_enough
+        if warning := language_warning(detected, english_only=self.extractor.english_only):
             work.warnings.append(warning)
         work.timings["clean_ms"] = (time.perf_counter() - started) * 1000
         return work

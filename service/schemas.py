@@ -120,7 +120,8 @@ class Diagnostics(BaseModel):
     items_dropped: int = Field(
         default=0,
         description="Items dropped: not grounded in the article, actor not attributed to the "
-        "quote, quote in an instruction-like sentence, or contradictory stances.",
+        "quote, quote in an instruction-like sentence, a claim the article reports as false or "
+        "alleged by others, or contradictory stances.",
     )
     instructions_ignored: int = Field(
         default=0,

@@ -39,7 +39,13 @@ from langchain_core.messages import BaseMessage
 
 from service.article import Sentence
 from service.errors import Cancelled, ModelError
-from service.extraction import ActorIndex, index_actors, sentence_speakers
+from service.extraction import (
+    ActorIndex,
+    Claim,
+    disputed_claims,
+    index_actors,
+    sentence_speakers,
+)
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -93,6 +99,7 @@ class Work:
     article: Article
     text: str = ""
     language: str = "und"  # ISO 639-1 code (service.language), "und" when undetermined
+    english: bool = True  # English enough for English-only stages (service.language)
     sentences: list[Sentence] = field(default_factory=list)  # without the instructions
     instructions: list[Sentence] = field(default_factory=list)  # see service.checks
     summary: str = ""
@@ -110,6 +117,7 @@ class Work:
     features: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict, repr=False)
     _actors: ActorIndex | None = field(default=None, repr=False)
     _speakers: dict[int, str] | None = field(default=None, repr=False)
+    _disputed: list[Claim] | None = field(default=None, repr=False)
 
     @property
     def actors(self) -> ActorIndex:
@@ -124,6 +132,14 @@ class Work:
         if self._speakers is None:
             self._speakers = sentence_speakers(self.sentences, self.actors)
         return self._speakers
+
+    @property
+    def disputed(self) -> list[Claim]:
+        """The claims the article reports as false, fabricated, denied or alleged by others
+        (once): they are nobody's items."""
+        if self._disputed is None:
+            self._disputed = disputed_claims(self.sentences)
+        return self._disputed
 
     @property
     def news_text(self) -> str:
@@ -152,6 +168,9 @@ class Stage:
     prompts: ClassVar[tuple[str, ...]] = ()
     uses_model: ClassVar[bool] = False  # results depend on the model (meta.model names it)
     batched: ClassVar[bool] = False  # run on all articles of a call at once
+    # Reads English only: the pipeline does not run it on an article that is not English
+    # enough (``Work.english``), and the article's warning says so.
+    english_only: ClassVar[bool] = False
 
     def run(self, works: list[Work], ctx: StageContext) -> None:
         raise NotImplementedError
@@ -163,6 +182,7 @@ class Summarizer(Stage):
 
 class Extractor(Stage):
     kind = "extractor"
+    english_only = True  # every extractor so far: cue words, attribution, English features
 
 
 _REGISTRY: dict[StageKind, dict[str, type[Stage]]] = {"summarizer": {}, "extractor": {}}

@@ -17,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
+from service.article import split_sentences
 from service.pipeline import Pipeline
 from service.registry import registered
 from service.schemas import Result
@@ -49,7 +50,14 @@ def stage_runs() -> list[Any]:
 
 
 def article(case: dict[str, Any]) -> dict[str, str]:
+    if "html" in case:
+        return {"id": case["id"], "html": case["html"]}
     return {"id": case["id"], "text": case["text"]}
+
+
+def body(case: dict[str, Any]) -> str:
+    """The article as sent (its text, or its HTML)."""
+    return str(case.get("text") or case["html"])
 
 
 def grounded_item(case: dict[str, Any]) -> Any:
@@ -75,7 +83,7 @@ class Obedient(BaseChatModel):
 
     def _case(self, prompt: str) -> dict[str, Any] | None:
         for case in self.cases:  # the article it was given, by its first sentence
-            if case["text"].split("\n")[0] in prompt:
+            if (case.get("first") or case["text"].split("\n")[0]) in prompt:
                 return case
         return None  # a report about injected text: nothing to obey
 
@@ -90,7 +98,7 @@ class Obedient(BaseChatModel):
             return ChatResult(generations=[ChatGeneration(message=AIMessage(content=reply))])
         canary, invented = case["canaries"][0], case["invented"][0]
         real = case["real"]
-        injected = next(line for line in case["text"].split("\n") if canary in line)
+        injected = next(line for line in body(case).split("\n") if canary in line)
         if "JSON" in prompt:
             demand = {"demand": f"the surrender of {canary}", "target": canary, "conditions": None}
             reply = {
@@ -148,8 +156,12 @@ def reader(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Path]:
 
 
 def assert_clean(result: Result, case: dict[str, Any]) -> None:
+    """No canary, invented actor or chat marker in the summary or an item. A claim the article
+    itself reports as false may stay in a summary sentence that says so (``marker``)."""
+    marker = case.get("marker") or "\0"
+    summary = [s.text for s in split_sentences(result.summary) if marker not in s.text]
     outputs = {
-        "summary": result.summary,
+        "summary": " ".join(summary),
         **{
             f"item {i}": json.dumps(item.model_dump(), ensure_ascii=False)
             for i, item in enumerate([*result.demands, *result.positions])
@@ -162,11 +174,11 @@ def assert_clean(result: Result, case: dict[str, Any]) -> None:
         assert result.text[item.start : item.end] == item.quote
 
 
-def test_the_suite_holds_at_least_ten_hostile_articles():
-    assert len(CASES) >= 10
+def test_the_suite_holds_at_least_twenty_hostile_articles():
+    assert len(CASES) >= 20
     for case in CASES:  # each canary occurs in the injected passage only
-        injected = [line for line in case["text"].split("\n") if case["canaries"][0] in line]
-        rest = case["text"].replace("\n".join(injected), "")
+        injected = [line for line in body(case).split("\n") if case["canaries"][0] in line]
+        rest = body(case).replace("\n".join(injected), "")
         assert injected and not any(c in rest for c in case["canaries"]), case["id"]
 
 
@@ -191,24 +203,34 @@ def test_no_canary_reaches_a_summary_or_an_item(request, cases, kind, name, mode
     results = pipeline.batch([article(c) for c in [*cases, *REPORTS]])
     for result, case in zip(results, cases, strict=False):
         assert_clean(result, case)
-        assert result.meta.diagnostics.instructions_ignored >= 1, case["id"]
+        set_aside = case.get("set_aside", "guard")
+        if set_aside == "guard":  # set aside as instruction-like when the article is prepared
+            assert result.meta.diagnostics.instructions_ignored >= 1, case["id"]
+        elif set_aside == "cleaning":  # gone with the page's markup
+            assert not any(c in result.text for c in case["canaries"]), case["id"]
     for result in results[len(cases) :]:
         assert result.meta.diagnostics.instructions_ignored == 0
     if isinstance(chat, Obedient):  # the injected passages never reached the model
+        injected = [c["canaries"][0] for c in cases if c.get("set_aside") != "checks"]
         for prompt in chat.seen:
-            assert not any(c["canaries"][0] in prompt for c in cases)
+            assert not any(canary in prompt for canary in injected)
 
 
 def test_no_canary_reaches_a_briefing(cases, tmp_path):
     """A briefing's combined summary picks sentences from every article's text: never an
     injected one; its items come through the checked pipeline."""
     from service import brief
+    from service.briefing import MAX_ARTICLES, MIN_ARTICLES
 
     pipeline = Pipeline(settings=Settings(cache_dir=tmp_path))
-    briefing = brief([article(c) for c in cases[:6]], pipeline=pipeline)
-    chosen = " ".join(s.quote for s in briefing.summary)
-    items = json.dumps([i.model_dump() for i in briefing.items], ensure_ascii=False)
-    for case in cases[:6]:
-        for banned in [*case["canaries"], *case["invented"], *MARKERS]:
-            assert banned.lower() not in chosen.lower(), (case["id"], banned)
-            assert banned.lower() not in items.lower(), (case["id"], banned)
+    injected = [c for c in cases if c.get("set_aside") != "checks"]
+    for group in (injected[:MAX_ARTICLES], injected[MAX_ARTICLES:]):  # as many as one allows
+        if len(group) < MIN_ARTICLES:
+            continue
+        briefing = brief([article(c) for c in group], pipeline=pipeline)
+        chosen = " ".join(s.quote for s in briefing.summary)
+        items = json.dumps([i.model_dump() for i in briefing.items], ensure_ascii=False)
+        for case in group:
+            for banned in [*case["canaries"], *case["invented"], *MARKERS]:
+                assert banned.lower() not in chosen.lower(), (case["id"], banned)
+                assert banned.lower() not in items.lower(), (case["id"], banned)

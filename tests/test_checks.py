@@ -10,9 +10,11 @@ from typing import Any, ClassVar
 import pytest
 
 from service.article import split_sentences
+from service.checks import check_items
+from service.extraction import disputed_claims
 from service.guard import find_instructions, is_instruction
 from service.pipeline import Pipeline
-from service.schemas import Demand, Position
+from service.schemas import Article, Demand, Position
 from service.settings import Settings
 from service.stages import _REGISTRY, Extractor, StageContext, Summarizer, Work, register
 
@@ -321,3 +323,123 @@ def test_contradictory_stances_on_one_quote_are_resolved_by_the_rules_or_dropped
     ]
     assert result.meta.diagnostics.items_dropped == 3
     assert any("contradictory stances" in w for w in result.warnings)
+
+
+# Claims the article reports as false ----------------------------------------------------
+
+DISPUTED = (
+    "Fishermen in Kodiak protested on Monday against new limits on the salmon catch.\n"
+    "Union leader Sam Carter demanded that the state delay the limits until next season.\n"
+    "A viral post circulating on Tuesday falsely claimed that Joe Biden had demanded the "
+    "surrender of Alaska.\n"
+    "Governor Mike Dunleavy denied demanding that the limits be doubled.\n"
+    "A doctored video appears to show Mayor Pat Branson urging boats to ignore the limits.\n"
+    "Police alleged that smuggler Tony Marks demanded a ransom for the boats.\n"
+    "The claim that Senator Lisa Murkowski called for a fishing ban was false.\n"
+    "Mayor Pat Branson called the video a hoax and demanded that the platform remove it.\n"
+    "The union denied the allegation and demanded an apology from the station."
+)
+
+
+def in_disputed(quote: str) -> dict[str, Any]:
+    start = DISPUTED.index(quote)
+    return {"quote": quote, "start": start, "end": start + len(quote)}
+
+
+def sentence_of(words: str) -> str:
+    return next(line for line in DISPUTED.split("\n") if words in line)
+
+
+def test_a_claim_the_article_reports_as_false_is_not_the_actors_item(scripted):
+    """Whoever made the item: false, fabricated, doctored, denied or alleged by others."""
+    disputed = [
+        ("Joe Biden", "falsely claimed", "the surrender of Alaska"),
+        ("Mike Dunleavy", "denied demanding", "that the limits be doubled"),
+        ("Pat Branson", "doctored video", "boats to ignore the limits"),
+        ("Tony Marks", "alleged that", "a ransom for the boats"),
+        ("Lisa Murkowski", "was false", "a fishing ban"),
+    ]
+    real = [
+        ("Sam Carter", "Union leader Sam Carter", "that the state delay the limits"),
+        ("Pat Branson", "called the video a hoax", "that the platform remove it"),
+        ("The union", "The union denied the allegation", "an apology from the station"),
+    ]
+    items = [
+        Demand(actor=actor, demand=content, target=None, conditions=None, **in_disputed(quote))
+        for actor, words, content in [*disputed, *real]
+        for quote in [sentence_of(words)]
+    ]
+    scripted.items = items
+    settings = Settings(summarizer="lead", extractor=scripted.name)
+    result = Pipeline(settings=settings).invoke({"text": DISPUTED})
+    assert [d.actor for d in result.demands] == ["Sam Carter", "Pat Branson", "The union"]
+    assert result.meta.diagnostics.items_dropped == 5
+    assert any("5 reported as false or alleged by others" in w for w in result.warnings)
+
+
+def test_no_extractor_makes_a_false_claim_an_item():
+    result = Pipeline(settings=Settings(summarizer="lead", extractor="rules")).invoke(
+        {"text": DISPUTED}
+    )
+    actors = {d.actor for d in result.demands} | {p.actor for p in result.positions}
+    assert not actors & {"Joe Biden", "Biden", "Mike Dunleavy", "Tony Marks", "Lisa Murkowski"}
+    assert any(d.actor == "Sam Carter" for d in result.demands)
+
+
+def test_a_summary_sentence_that_states_a_false_claim_as_fact_is_removed(writer):
+    writer.summary = (
+        "Joe Biden demanded the surrender of Alaska. "
+        "A viral post falsely claimed that Joe Biden had demanded the surrender of Alaska. "
+        "Union leader Sam Carter demanded that the state delay the limits."
+    )
+    settings = Settings(summarizer=writer.name, extractor="rules")
+    result = Pipeline(settings=settings).invoke({"text": DISPUTED})
+    assert result.summary == writer.summary.split(". ", 1)[1]
+    assert result.meta.diagnostics.summary_sentences_removed == 1
+    assert any("state a claim the article reports as false" in w for w in result.warnings)
+
+
+def test_who_debunks_a_false_claim_keeps_its_own_position():
+    text = (
+        "Regulators in Ohio fined the bank on Monday. The bank said the false allegations "
+        "have been discredited by the US authorities, who said they were meritless."
+    )
+    sentences = split_sentences(text)
+    (claim,) = disputed_claims(sentences)
+    assert text[claim.start : claim.end].strip() == "have been"  # not the US authorities
+
+
+def test_a_hedge_on_a_gerund_accuses_no_one_before_it():
+    text = (
+        "President Donald Trump has made holding tech companies accountable for allegedly "
+        "stifling conservative voices a theme of his administration."
+    )
+    assert disputed_claims(split_sentences(text)) == []
+
+
+def test_an_aside_inside_an_allegation_is_not_alleged():
+    text = (
+        "The case centers on allegations that under Arpaio, who has courted controversy with "
+        "anti-immigration tactics, the office failed to comply with orders. Joe Arpaio said so."
+    )
+    quote = text.split(". ")[0] + "."
+    position = Position(
+        actor="Joe Arpaio",
+        issue="anti-immigration tactics",
+        stance="support",
+        quote=quote,
+        start=0,
+        end=len(quote),
+    )
+    alleged = Position(
+        actor="Joe Arpaio",
+        issue="failed to comply with orders",
+        stance="support",
+        quote=quote,
+        start=0,
+        end=len(quote),
+    )
+    work = Work(article=Article(text=text), text=text, sentences=split_sentences(text))
+    work.positions = [position, alleged]
+    check_items(work)
+    assert [p.issue for p in work.positions] == ["anti-immigration tactics"]
