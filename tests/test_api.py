@@ -343,6 +343,31 @@ def test_api_key_when_configured(tmp_path: Path) -> None:
         assert c.get("/").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/v1/summaries", "/v1/summaries/batch", "/v1/briefings"])
+def test_the_key_is_checked_before_the_body(tmp_path: Path, path: str) -> None:
+    """Without the key, no body is read: broken JSON, an invalid body, the wrong content type
+    or bytes that are not UTF-8 all get 401, so nobody learns the API's shape without it."""
+    settings = make_settings(tmp_path, api_key="s3cret-key-123")
+    json_type = {"content-type": "application/json"}
+    bodies = [
+        {"content": b"{not json", "headers": json_type},
+        {"json": {"bogus": 1}},
+        {"json": {"articles": "none"}},
+        {"content": b"text=1", "headers": {"content-type": "text/plain"}},
+        {"content": b'{"text": "\xff\xfe"}', "headers": json_type},
+    ]
+    wrong = {"Authorization": "Bearer nope"}
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        for body in bodies:
+            for extra in ({}, wrong):
+                headers = {**body.get("headers", {}), **extra}
+                response = c.post(path, **{**body, "headers": headers})
+                assert "API key" in error_of(response, 401), body
+                assert response.headers["www-authenticate"] == "Bearer"
+        right = {**json_type, "Authorization": "Bearer s3cret-key-123"}
+        error_of(c.post(path, content=b"{not json", headers=right), 422)
+
+
 def test_no_api_key_means_open(client: TestClient) -> None:
     assert client.post("/v1/summaries", json=article(1)).status_code == 200
     assert client.get("/metrics").status_code == 200
