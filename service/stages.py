@@ -40,6 +40,7 @@ from langchain_core.messages import BaseMessage
 from service.article import Sentence
 from service.errors import Cancelled, ModelError
 from service.extraction import ActorIndex, index_actors, sentence_speakers
+from service.grounding import ArticleTerms
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -110,6 +111,7 @@ class Work:
     features: dict[tuple[str, int, str], np.ndarray] = field(default_factory=dict, repr=False)
     _actors: ActorIndex | None = field(default=None, repr=False)
     _speakers: dict[int, str] | None = field(default=None, repr=False)
+    _terms: ArticleTerms | None = field(default=None, repr=False)
 
     @property
     def actors(self) -> ActorIndex:
@@ -124,6 +126,13 @@ class Work:
         if self._speakers is None:
             self._speakers = sentence_speakers(self.sentences, self.actors)
         return self._speakers
+
+    @property
+    def terms(self) -> ArticleTerms:
+        """The names and numbers the news text holds, for the checks (read once)."""
+        if self._terms is None:
+            self._terms = ArticleTerms(self.news_text)
+        return self._terms
 
     @property
     def news_text(self) -> str:
