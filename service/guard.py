@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from service.article import Sentence
+from service.article import Sentence, quotations
 
 _OPENS_TURN = (
     r"<\|im_start\|>|<\|start_header_id\|>|<\|(?:system|user|assistant)\|>|\[INST\]|<start_of_turn>"
@@ -101,7 +101,6 @@ _INDIRECT = re.compile(
     r"leading)\s+(?:[\w'’.-]+\s+){0,4}?to\s+",
     re.IGNORECASE,
 )
-_QUOTED = re.compile(r"“[^”]*”|\"[^\"]*\"")
 _REPORTED = re.compile(
     r"\b(?:said|says|read|reads|wrote|writes|stated|reported|told|found|showed|shows|"
     r"contained|contains|included|includes|according to|warned|described)\b",
@@ -117,8 +116,10 @@ def is_instruction(sentence: str) -> bool:
 
 def _signal(sentence: str) -> tuple[re.Pattern[str], re.Match[str]] | None:
     """The first signal that makes a sentence instruction-like, with its pattern."""
-    quoted = [m.span() for m in _QUOTED.finditer(sentence)]
-    reported = bool(_REPORTED.search(_QUOTED.sub(" ", sentence)))
+    quoted = quotations(sentence)
+    bounds = [0, *(i for span in quoted for i in span), len(sentence)]
+    outside = " ".join(sentence[a:b] for a, b in zip(bounds[::2], bounds[1::2], strict=True))
+    reported = bool(_REPORTED.search(outside))
     frames = [m.start() for m in _INDIRECT.finditer(sentence)]
     for pattern in _SIGNALS:
         for match in pattern.finditer(sentence):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import unicodedata
 from collections import Counter
@@ -9,7 +10,7 @@ import hypothesis
 import pytest
 from hypothesis import strategies as st
 
-from service.article import clean_article, split_sentences, strip_junk
+from service.article import clean_article, quotations, split_sentences, strip_junk
 from service.errors import InputError
 from service.pipeline import Pipeline
 from service.schemas import Article
@@ -226,3 +227,11 @@ def test_a_long_one_line_article_is_split_in_linear_time():
     text, removed = strip_junk(line)
     assert time.perf_counter() - started < 10
     assert len(sentences) == 4000 and text == line.strip() and removed == []
+
+
+@hypothesis.given(st.text(alphabet='“”"’a ', max_size=30))
+def test_quotations_are_what_the_regular_expression_finds(text: str) -> None:
+    """One pass instead of a search to the end of the text from every opening mark."""
+    assert quotations(text) == [m.span() for m in re.finditer(r"“[^”]*”|\"[^\"]*\"", text)]
+    nonempty = [m.span() for m in re.finditer(r"“[^”]+”|\"[^\"]+\"", text)]
+    assert quotations(text, empty=False) == nonempty

@@ -381,6 +381,8 @@ PATHOLOGICAL = {
     # a flood of combining accents on one letter, and on every letter of the news
     "combining marks": lambda news, n: news[:2000] + " e" + "\u0301" * (n - 2002),
     "accents on every letter": lambda news, n: re.sub(r"([a-z])", "\\1\u0301\u0302", news)[:n],
+    # openers with no closer: every quotation search ran to the end of the sentence
+    "unbalanced quotes": lambda news, n: ("“He said “no “way " * n)[:n],
     # every sentence an item: each item's check read the whole article
     "all items": lambda news, n: " ".join(
         f"Union leader Maria Lopez{i} demanded a raise of {i} percent from the city council."
