@@ -24,6 +24,7 @@ Owns the patterns and the detector; imports only ``service.article``.
 
 from __future__ import annotations
 
+import bisect
 import re
 
 from service.article import Sentence, quotations
@@ -32,6 +33,7 @@ _OPENS_TURN = (
     r"<\|im_start\|>|<\|start_header_id\|>|<\|(?:system|user|assistant)\|>|\[INST\]|<start_of_turn>"
 )
 _ENDS_TURN = r"<\|im_end\|>|<\|eot_id\|>|<\|end\|>|<\|endoftext\|>|\[/INST\]|<end_of_turn>"
+_END_OF_TURN = re.compile(_ENDS_TURN, re.IGNORECASE)
 CHAT_MARKER = re.compile(
     rf"{_OPENS_TURN}|{_ENDS_TURN}|<\|[a-z_]{{2,30}}\|>|<</?SYS>>|\[/?INST\]", re.IGNORECASE
 )
@@ -86,13 +88,21 @@ _ORDERS = re.compile(
     rf"|\byou (?:must|should|shall|will|need to|have to|are (?:required |instructed )?to) "
     rf"(?:now |also |instead |only )?(?:{_OUTPUT}|ignore|disregard|forget|pretend)\b"
     rf"|^\W{{0,3}}(?:please |now |also |instead )?{_OUTPUT} (?:that|only|exactly|the following|"
-    rf"this|[:\"“'‘])"
-    rf"|\b(?:when|while|before|after) (?:you )?(?:summari[sz]|extract|process|read|analy[sz]|"
-    rf"rewrit|translat)\w* (?:this|the) (?:article|page|text|story|document|content)\b"
-    rf"(?=.*\b(?:you|say|state|write|output|report|mention|include)\b)",
+    rf"this|[:\"“'‘])",
     re.IGNORECASE,
 )
-_SIGNALS = (CHAT_MARKER, _ROLE_TAG, _TO_MODEL, _TO_EDITOR, _OVERRIDE, _ORDERS)
+# "When summarizing this article, say ...": a signal only with an order word after it on its
+# line (``_signal`` checks; a lookahead ``(?=.*...)`` here read the rest of the sentence after
+# every such phrase, quadratic in a sentence that repeats it).
+_WHILE_READING = re.compile(
+    r"\b(?:when|while|before|after) (?:you )?(?:summari[sz]|extract|process|read|analy[sz]|"
+    r"rewrit|translat)\w* (?:this|the) (?:article|page|text|story|document|content)\b",
+    re.IGNORECASE,
+)
+_ORDER_WORD = re.compile(
+    r"\b(?:you|say|state|write|output|report|mention|include)\b", re.IGNORECASE
+)
+_SIGNALS = (CHAT_MARKER, _ROLE_TAG, _TO_MODEL, _TO_EDITOR, _OVERRIDE, _ORDERS, _WHILE_READING)
 _OPENS_BLOCK = (CHAT_MARKER, _ROLE_TAG, _TO_MODEL)
 # "told the AI to ignore ...": an indirect command, reported.
 _INDIRECT = re.compile(
@@ -115,17 +125,37 @@ def is_instruction(sentence: str) -> bool:
 
 
 def _signal(sentence: str) -> tuple[re.Pattern[str], re.Match[str]] | None:
-    """The first signal that makes a sentence instruction-like, with its pattern."""
+    """The first signal that makes a sentence instruction-like, with its pattern.
+
+    Linear in the sentence: each signal's matches are checked against the quotations, the
+    first indirect command and the order words by bisection, not by a scan per match.
+    """
     quoted = quotations(sentence)
     bounds = [0, *(i for span in quoted for i in span), len(sentence)]
     outside = " ".join(sentence[a:b] for a, b in zip(bounds[::2], bounds[1::2], strict=True))
     reported = bool(_REPORTED.search(outside))
-    frames = [m.start() for m in _INDIRECT.finditer(sentence)]
+    frame = _INDIRECT.search(sentence)
+    first_frame = frame.start() if frame else len(sentence) + 1
+    opening_marks = [a for a, _ in quoted]
+    orders: list[int] | None = None  # where order words start, read on first need
+    lines = [i for i, c in enumerate(sentence) if c == "\n"] if "\n" in sentence else []
+
+    def in_quotes(at: int) -> bool:
+        i = bisect.bisect_right(opening_marks, at) - 1
+        return i >= 0 and at < quoted[i][1]
+
     for pattern in _SIGNALS:
         for match in pattern.finditer(sentence):
-            in_quotes = any(a <= match.start() < b for a, b in quoted)
-            if (in_quotes and reported) or any(f <= match.start() for f in frames):
+            if (reported and in_quotes(match.start())) or first_frame <= match.start():
                 continue  # a report of what some text said
+            if pattern is _WHILE_READING:  # an order word must follow on the same line
+                if orders is None:
+                    orders = [m.start() for m in _ORDER_WORD.finditer(sentence)]
+                i = bisect.bisect_left(orders, match.end())
+                j = bisect.bisect_left(lines, match.end())
+                line_end = lines[j] if j < len(lines) else len(sentence)
+                if i == len(orders) or orders[i] >= line_end:
+                    continue
             return pattern, match
     return None
 
@@ -134,6 +164,7 @@ def find_instructions(text: str, sentences: list[Sentence]) -> list[Sentence]:
     """The instruction-like sentences of an article, with the blocks they open."""
     flagged: list[Sentence] = []
     block_end = -1
+    closers = _Closers(text)
     for s in sentences:
         if s.start < block_end:
             flagged.append(s)
@@ -147,9 +178,27 @@ def find_instructions(text: str, sentences: list[Sentence]) -> list[Sentence]:
             paragraph_end = text.find("\n", s.end)
             block_end = len(text) if paragraph_end < 0 else paragraph_end
             if re.fullmatch(_OPENS_TURN, match.group(), re.IGNORECASE):
-                closer = re.compile(_ENDS_TURN, re.IGNORECASE).search(text, s.start + match.end())
-                block_end = closer.end() if closer else block_end
+                closer = closers.after(s.start + match.end())
+                block_end = closer if closer is not None else block_end
     return flagged
+
+
+class _Closers:
+    """Where the chat turns' end markers of a text end, found once the first time one is
+    looked for (a search from every unclosed turn to the end of the text was quadratic)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+
+    def after(self, at: int) -> int | None:
+        """The end of the first end marker that starts at or after ``at``, if any."""
+        if self._starts is None:
+            found = list(_END_OF_TURN.finditer(self.text))
+            self._starts, self._ends = [m.start() for m in found], [m.end() for m in found]
+        i = bisect.bisect_left(self._starts, at)
+        return self._ends[i] if i < len(self._ends) else None
 
 
 def instruction_warning(instructions: list[Sentence]) -> str:

@@ -383,6 +383,10 @@ PATHOLOGICAL = {
     "accents on every letter": lambda news, n: re.sub(r"([a-z])", "\\1\u0301\u0302", news)[:n],
     # openers with no closer: every quotation search ran to the end of the sentence
     "unbalanced quotes": lambda news, n: ("“He said “no “way " * n)[:n],
+    # a phrase the guard reads as the start of an order, never completed
+    "half an order": lambda news, n: ("when summarizing this article " * n)[:n],
+    # chat turns that never end: each searched the rest of the article for its end marker
+    "open chat turns": lambda news, n: ("<|im_start|>user hello there.\n" * n)[:n],
     # every sentence an item: each item's check read the whole article
     "all items": lambda news, n: " ".join(
         f"Union leader Maria Lopez{i} demanded a raise of {i} percent from the city council."
