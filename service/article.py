@@ -19,13 +19,14 @@ _REPORTED = re.compile(rf"\b(?:{REPORTING_VERBS}|according to)\b", re.IGNORECASE
 # Page furniture that scrapers leave inside or between paragraphs. A phrase is cut only where
 # it cannot belong to a sentence: at the start of a line or right after a sentence's end, and
 # not followed by a lower-case word ("Advertisement revenue fell" stays).
+# (``_cut_phrases`` checks what comes before, in the line as cut so far.)
 _JUNK_PHRASE = re.compile(
-    r"(?:^|(?<=[.!?…”’\"')\]]))[ \t]*"
-    r"(Open Modal|Loading\.\.\.|Loading…|Recommended (?:Posts|Stories|Articles)|"
+    r"(?:Open Modal|Loading\.\.\.|Loading…|Recommended (?:Posts|Stories|Articles)|"
     r"Skip to (?:main )?content|Advertisement|ADVERTISEMENT|Read more:?|Share this article|"
     r"Sign up for our newsletter)"
     r"(?![ \t]*[a-z])",
 )
+_SENTENCE_END = frozenset(".!?…”’\"')]")
 # Whole sentences that are furniture: copyright and contributor lines, photo captions' credits,
 # share buttons. Only the sentence goes, never the rest of its line or paragraph.
 _JUNK_SENTENCE = re.compile(
@@ -196,10 +197,28 @@ def strip_junk(raw: str) -> tuple[str, list[str]]:
 
 
 def _cut_phrases(line: str, removed: list[str]) -> str:
-    while match := _JUNK_PHRASE.search(line):  # cutting one can expose the next
-        removed.append(match.group(1))
-        line = line[: match.start(1)] + line[match.end(1) :]
-    return line
+    """The line without its furniture phrases: each one at the start of the line or after a
+    sentence's end (spaces and tabs between), in the line as cut so far (cutting one can
+    expose the next: "x. AdvertisementRead more:"). One pass: searching the line again from
+    its start after each cut, and copying it, was quadratic in a line of furniture."""
+    kept: list[str] = []
+    before = ""  # the last kept character that is not a space or tab; "" at the line's start
+    at = search_from = 0
+    while match := _JUNK_PHRASE.search(line, search_from):
+        start, end = match.span()
+        i = start
+        while i > at and line[i - 1] in " \t":
+            i -= 1
+        previous = line[i - 1] if i > at else before
+        if previous and previous not in _SENTENCE_END:
+            search_from = start + 1
+            continue
+        removed.append(match.group())
+        kept.append(line[at:start])
+        before = previous
+        at = search_from = end
+    kept.append(line[at:])
+    return "".join(kept)
 
 
 def _cut_sentences(line: str, removed: list[str]) -> str:

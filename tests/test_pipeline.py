@@ -387,6 +387,8 @@ PATHOLOGICAL = {
     "half an order": lambda news, n: ("when summarizing this article " * n)[:n],
     # chat turns that never end: each searched the rest of the article for its end marker
     "open chat turns": lambda news, n: ("<|im_start|>user hello there.\n" * n)[:n],
+    # page furniture on one line: each cut searched the line again from its start
+    "furniture": lambda news, n: ("Advertisement. " * n)[:n],
     # every sentence an item: each item's check read the whole article
     "all items": lambda news, n: " ".join(
         f"Union leader Maria Lopez{i} demanded a raise of {i} percent from the city council."
