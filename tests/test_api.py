@@ -225,6 +225,21 @@ def test_text_over_max_chars_is_422(tmp_path: Path) -> None:
         assert "limit is 100" in error_of(c.post("/v1/summaries", json={"text": "word " * 60}), 422)
 
 
+def test_an_article_over_max_article_tokens_is_422_naming_the_limit(tmp_path: Path) -> None:
+    """Every door: a single request, a batch's row, a briefing's failed article."""
+    settings = make_settings(tmp_path, max_article_tokens=500)
+    long = {"id": "long", "text": article(1)["text"] * 40}  # about 1,000 tokens
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        message = error_of(c.post("/v1/summaries", json=long), 422)
+        assert "limit is 500" in message and "STANDPOINT_MAX_ARTICLE_TOKENS" in message
+        rows = c.post("/v1/summaries/batch", json={"articles": [long, article(2)]}).json()
+        assert rows["results"][0]["error"]["status"] == 422
+        assert "limit is 500" in rows["results"][0]["error"]["message"]
+        assert rows["results"][1]["ok"] is True
+        briefing = c.post("/v1/briefings", json={"articles": [long, article(2), article(3)]})
+        assert [f["id"] for f in briefing.json()["failed"]] == ["long"]
+
+
 def test_body_over_limit_is_413_with_or_without_content_length(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, max_body_bytes=2048)
     with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
