@@ -292,7 +292,7 @@ def run_stage_set(name: str, args: argparse.Namespace, texts: list[str]) -> dict
                     if k.startswith("standpoint_dropped_requests_total")
                 },
                 "cancelled_runs": sample.get("standpoint_cancelled_runs_total"),
-                "article_seconds": round(sample.get("standpoint_article_seconds", 0.0), 3),
+                "token_ms": round(1000 * sample.get("standpoint_token_seconds", 0.0), 4),
                 "runs": sample.get("standpoint_batch_articles_count"),
                 "mean_run_articles": round(
                     sample.get("standpoint_batch_articles_sum", 0.0)

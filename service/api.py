@@ -11,7 +11,7 @@ FastAPI must see their annotations (which use local values such as the seed exam
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,7 +19,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Depends, FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
@@ -107,12 +109,32 @@ def check_api_key(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
+    _require_key(request, credentials.credentials if credentials is not None else "")
+
+
+def _require_key(request: Request, given: str) -> None:
     key = request.app.state.settings.api_key
     if key is None:
         return
-    given = credentials.credentials.encode() if credentials is not None else b""
-    if not hmac.compare_digest(given, key.get_secret_value().encode()):
+    if not hmac.compare_digest(given.encode(), key.get_secret_value().encode()):
         raise UnauthorizedError("missing or wrong API key; send Authorization: Bearer <key>")
+
+
+class KeyedRoute(APIRoute):
+    """A route that checks the API key before FastAPI reads, parses or validates the body:
+    without the key, a broken or invalid body is a 401 like any other (FastAPI parses the body
+    before it runs any dependency). The routers keep ``Depends(check_api_key)`` too, so the
+    OpenAPI schema shows the bearer scheme."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def keyed(request: Request) -> Response:
+            scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+            _require_key(request, token if scheme.lower() == "bearer" else "")
+            return await handler(request)
+
+        return keyed
 
 
 def check_metrics_key(
@@ -174,7 +196,9 @@ def _api_router(seeds: list[Seed]) -> APIRouter:
             "value": {"articles": [{"id": s.id, "text": s.text} for s in seeds]},
         }
     }
-    router = APIRouter(dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
+    router = APIRouter(
+        route_class=KeyedRoute, dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES
+    )
 
     @router.post("/v1/summaries", response_model=SummarizeResponse, tags=["summaries"])
     async def summarize(
@@ -281,7 +305,9 @@ def _briefing_router(seeds: list[Seed]) -> APIRouter:
             "value": {"articles": [{"id": s.id, "text": s.text} for s in seeds]},
         }
     }
-    router = APIRouter(dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES)
+    router = APIRouter(
+        route_class=KeyedRoute, dependencies=[Depends(check_api_key)], responses=ERROR_RESPONSES
+    )
 
     @router.post("/v1/briefings", response_model=BriefingResponse, tags=["briefings"])
     async def create_briefing(

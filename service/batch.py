@@ -395,8 +395,11 @@ def _plan(rows: Iterable[Row], done: set[str]) -> tuple[list[Row], list[str], di
     """The rows to run, every id in input order, and counts (skipped, duplicates, renamed).
 
     A repeated id with the same article is run once. A repeated id with another article is
-    never dropped: it runs under the derived id ``ID@FILE:LINE`` and a warning says so.
+    never dropped: it runs under the derived id ``ID@FILE:LINE`` (``#N`` added if another row
+    of the input has that id) and a warning says so.
     """
+    rows = list(rows)
+    taken = {row.id for row in rows}  # a derived id must be one no row of the input uses
     pending: list[Row] = []
     order: list[str] = []
     seen: dict[str, tuple[str, str]] = {}  # id -> (where, fingerprint of the article)
@@ -414,7 +417,8 @@ def _plan(rows: Iterable[Row], done: set[str]) -> tuple[list[Row], list[str], di
                     first,
                 )
                 continue
-            given, row = row.id, _renamed(row, seen)
+            given, row = row.id, _renamed(row, taken)
+            taken.add(row.id)
             counts["renamed"] += 1
             logger.warning(
                 "%s: id %r is already used by %s for another article; written as %r",
@@ -439,10 +443,10 @@ def _fingerprint(row: Row) -> str:
     return hashlib.sha256(body.encode()).hexdigest()
 
 
-def _renamed(row: Row, seen: dict[str, tuple[str, str]]) -> Row:
+def _renamed(row: Row, taken: set[str]) -> Row:
     new_id = f"{row.id}@{row.where}"
     n = 1
-    while new_id in seen:
+    while new_id in taken:
         n += 1
         new_id = f"{row.id}@{row.where}#{n}"
     article = row.article.model_copy(update={"id": new_id}) if row.article else None

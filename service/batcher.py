@@ -3,14 +3,15 @@
 Each request waits in a bounded queue; a single worker takes up to ``batch_size`` waiting
 articles at once and answers them with one ``CachedPipeline.run`` call, in one thread (the model
 and the cache's SQLite connection live there). The queue admits only what the measured cost per
-article says can be answered within the deadline: otherwise 429 with Retry-After at once (503
+token says can be answered within the deadline: otherwise 429 with Retry-After at once (503
 for one request too big for the deadline), rather than a 504 after waiting. A client that hangs
 up (or reaches its deadline) before its turn is dropped from the queue without its work being
 run, and a run whose every client has gone stops at its next step.
 
 Owns: ``Batcher`` (queue, admission, worker), the Prometheus ``Metrics`` it and the edge count
 into, and the server's thread policy (``serving_threads``). Imports the pipeline, the result
-cache, schemas and errors; nothing of FastAPI but the request it watches for a hang-up.
+cache, the token estimate of ``service.article``, schemas and errors; nothing of FastAPI but
+the request it watches for a hang-up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import collections
 import logging
 import math
 import os
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from typing import Any, NoReturn
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 
+from service.article import estimate_tokens
 from service.cache import CachedPipeline, ResultCache
 from service.errors import (
     Cancelled,
@@ -72,9 +75,10 @@ class Metrics:
         self.running_articles = Gauge(
             "standpoint_running_articles", "Articles in the pipeline run in progress.", registry=r
         )
-        self.article_seconds = Gauge(
-            "standpoint_article_seconds",
-            "Measured seconds per fresh article, which admission and run sizes follow.",
+        self.token_seconds = Gauge(
+            "standpoint_token_seconds",
+            "Measured seconds per token of a fresh article (the median of the last runs), "
+            "which admission and run sizes follow.",
             registry=r,
         )
         self.refused = Counter(
@@ -119,12 +123,29 @@ class Metrics:
 
 # Dynamic batching ---------------------------------------------------------------------------
 ADMIT_SHARE = 0.8  # admit work estimated to finish within this share of request_timeout_s
-COST_WEIGHT = 0.3  # weight of the newest run in the per-article cost (exponential average)
+# Every article's fixed work (parsing, language, a model stage's prompt and its reply), counted
+# as this many tokens on top of its own: a short article is never estimated at nothing.
+BASE_TOKENS = 256
+RECENT_RUNS = 15  # the runs whose seconds per token admission takes the median of
+
+
+def article_tokens(article: Article, *, limit: int) -> int:
+    """What an article counts for, before it is cleaned: its tokens (``estimate_tokens`` of its
+    text, or of an HTML page's text between tags, which cleaning only shortens), at most
+    ``limit`` (an article over it is refused after cleaning, at little cost), plus the fixed
+    ``BASE_TOKENS``."""
+    if article.html is not None:
+        pieces = article.html.split("<")
+        text = " ".join([pieces[0], *(piece.partition(">")[2] for piece in pieces[1:])])
+    else:
+        text = article.text or ""
+    return min(limit, estimate_tokens(text)) + BASE_TOKENS
 
 
 @dataclass(eq=False)
 class _Job:
     articles: Sequence[Article]
+    tokens: list[int]  # each article's, as admission counted them (``article_tokens``)
     future: asyncio.Future[list[Outcome]]
     deadline: float  # event-loop time after which nobody waits for it
 
@@ -139,6 +160,7 @@ class _Run:
 
     jobs: list[_Job]
     articles: int
+    tokens: int  # as admission counted them
     started: float
     cancel: threading.Event
 
@@ -146,18 +168,21 @@ class _Run:
 class Batcher:
     """A bounded queue of requests drained by one worker into ``Pipeline.run`` calls.
 
-    Admission is by measured cost: after each run the worker updates the seconds one fresh
-    (not cached) article takes (a slower run at once, faster ones gradually), and a request is
-    admitted only if the work in progress, the work waiting and its own are estimated to
-    finish within ``ADMIT_SHARE`` of the deadline;
-    otherwise it is refused at once (429 with Retry-After; 503 if even an idle server could
-    not answer it in time). Until an article has been timed, requests are taken one at a time
-    (a model stage on a slow machine can take minutes per article, and nothing says so before
-    the first run). A run holds no more articles than fit in that share of the deadline, and
-    at most one more than the largest run that finished in it (halved after one that did not:
-    a model stage's cost per article can grow with the batch, as rows wait for the longest).
-    Jobs whose clients have gone (deadline or disconnect) are never started, and a run whose
-    every client has gone is stopped between steps (``Pipeline.finish``'s cancel).
+    Admission is by measured cost per token. Each request's cost is estimated from its own
+    size (``article_tokens``: its articles' tokens plus a fixed share each) times the seconds
+    per token of fresh (not cached) articles, the median of the last ``RECENT_RUNS`` runs: one
+    pathological article, a huge one, or a run on a busy moment moves the median by at most
+    one place, and once it is done, the admission of a small request does not depend on it.
+    A request is admitted only if the work in progress, the work waiting and its own are
+    estimated to finish within ``ADMIT_SHARE`` of the deadline; otherwise it is refused at once
+    (429 with Retry-After; 503 if even an idle server could not answer it in time). Until an
+    article has been timed, requests are taken one at a time (a model stage on a slow machine
+    can take minutes per article, and nothing says so before the first run). A run holds no
+    more tokens than fit in that share of the deadline, and at most one more article than the
+    largest run that finished in it (halved after one that did not: a model stage's cost per
+    article can grow with the batch, as rows wait for the longest). Jobs whose clients have
+    gone (deadline or disconnect) are never started, and a run whose every client has gone is
+    stopped between steps (``Pipeline.finish``'s cancel).
     """
 
     def __init__(
@@ -179,7 +204,8 @@ class Batcher:
         self._executor: ThreadPoolExecutor | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._run: _Run | None = None
-        self._cost: float | None = None  # seconds per fresh article; None until measured
+        # seconds per token of the last runs (lower bounds from runs that were stopped)
+        self._rates: collections.deque[float] = collections.deque(maxlen=RECENT_RUNS)
         self._last_run_end = 0.0
         self._size_ok = 0  # the largest run that finished within the budget
 
@@ -230,9 +256,17 @@ class Batcher:
         if self.pipeline is None:
             raise NotReadyError(self.load_error or "the model is loading; try again shortly")
         loop = asyncio.get_running_loop()
-        self._admit(len(articles), now=loop.time())
+        limit = self.settings.max_article_tokens
+        if sum(len(a.text or a.html or "") for a in articles) > 200_000:  # not on the event loop
+            tokens = await asyncio.to_thread(
+                lambda: [article_tokens(a, limit=limit) for a in articles]
+            )
+        else:
+            tokens = [article_tokens(a, limit=limit) for a in articles]
+        self._admit(tokens, now=loop.time())
         job = _Job(
             articles=articles,
+            tokens=tokens,
             future=loop.create_future(),
             deadline=loop.time() + self.settings.request_timeout_s,
         )
@@ -262,49 +296,58 @@ class Batcher:
         raise DeadlineError(f"no result within {self.settings.request_timeout_s:g} s; try again")
 
     # Admission by measured cost -------------------------------------------------------------
-    def _article_cost(self, now: float) -> float | None:
-        """Seconds per fresh article: the measured average, or more if the run in progress
-        has already taken longer per article (a run nobody waits for any more is stopping at
-        its next step: its time says nothing about what the next article costs)."""
-        if self._cost is None:
+    @property
+    def _rate(self) -> float | None:
+        """Seconds per token: the median of the last runs, None until one has been timed."""
+        return statistics.median(self._rates) if self._rates else None
+
+    def _token_seconds(self, now: float) -> float | None:
+        """Seconds per token: the measured median, or more if the run in progress has already
+        taken longer per token (a run nobody waits for any more is stopping at its next step:
+        its time says nothing about what the next article costs)."""
+        rate = self._rate
+        if rate is None:
             return None
         run = self._run
         if run is None or run.cancel.is_set():
-            return self._cost
-        return max(self._cost, (now - run.started) / run.articles)
+            return rate
+        return max(rate, (now - run.started) / run.tokens)
 
     def _run_limit(self) -> int:
         """Articles per run: one until an article has been timed; then at most one more than
         the largest run that finished within the budget (halved after a run that did not),
-        at most batch_size, and no more than the measured cost fits in the budget."""
-        if self._cost is None:
+        at most batch_size (``_take`` also keeps a run's tokens within the budget)."""
+        if self._rate is None:
             return 1
-        budget = self.settings.request_timeout_s * ADMIT_SHARE
-        fits = int(budget / self._cost)
-        return max(1, min(self.settings.batch_size, fits, self._size_ok + 1))
+        return max(1, min(self.settings.batch_size, self._size_ok + 1))
 
-    def _admit(self, count: int, *, now: float) -> None:
-        """Refuse now a request that could not be answered within the deadline."""
+    def _admit(self, tokens: list[int], *, now: float) -> None:
+        """Refuse now a request (of articles counting ``tokens``) that could not be answered
+        within the deadline."""
         s = self.settings
-        waiting = sum(len(job.articles) for job in self._waiting if job.wanted)
+        budget = s.request_timeout_s * ADMIT_SHARE
+        waiting = sum(sum(job.tokens) for job in self._waiting if job.wanted)
         run = self._run
-        too_slow = self._cost is not None and self._cost > s.request_timeout_s * ADMIT_SHARE
-        if too_slow and run is None and now - self._last_run_end > s.request_timeout_s:
-            self._cost = None  # not even one article fitted, a while ago: try one again
+        rate = self._rate
+        quiet = run is None and now - self._last_run_end > s.request_timeout_s
+        if rate is not None and quiet and min(tokens) * rate > budget:
+            self._rates.clear()  # not even one such article fitted, a while ago: try one again
         running_for = now - run.started if run is not None else 0.0
-        cost = self._article_cost(now)
+        rate = self._token_seconds(now)
         in_progress = 0.0
-        if run is not None and cost is not None:
-            in_progress = max(0.0, run.articles * cost - running_for)
+        if run is not None and rate is not None:
+            in_progress = max(0.0, run.tokens * rate - running_for)
         if len(self._waiting) >= s.queue_size:
+            ahead = in_progress + waiting * rate if rate is not None else running_for
             self._refuse(
                 QueueFullError(
-                    f"the queue is full ({s.queue_size} requests waiting)",
-                    retry_after=max(1, math.ceil(in_progress)),
+                    f"the queue is full ({s.queue_size} requests waiting, about {ahead:.0f} s "
+                    "of work)",
+                    retry_after=max(1, math.ceil(ahead)),  # when the work queued now is done
                 ),
                 "queue_full",
             )
-        if cost is None:  # nothing timed yet: one request at a time until the first is done
+        if rate is None:  # nothing timed yet: one request at a time until the first is done
             if run is not None or waiting:
                 self._refuse(
                     QueueFullError(
@@ -315,21 +358,23 @@ class Batcher:
                     "untimed",
                 )
             return
-        budget = s.request_timeout_s * ADMIT_SHARE
-        if count * cost > budget:
+        own = sum(tokens) * rate
+        if own > budget:
+            count = len(tokens)
             if count == 1:
                 message = (
-                    f"an article takes about {cost:.0f} s here, more than the "
-                    f"{s.request_timeout_s:g} s deadline allows; try again later"
+                    f"an article of about {tokens[0] - BASE_TOKENS} tokens takes about "
+                    f"{own:.0f} s here ({rate * 1000:.2f} s per 1,000 tokens), more than the "
+                    f"{s.request_timeout_s:g} s deadline allows; send a shorter article"
                 )
             else:
                 message = (
-                    f"{count} articles take about {count * cost:.0f} s here ({cost:.2f} s each), "
-                    f"more than the {s.request_timeout_s:g} s deadline allows; "
-                    "send fewer articles per request"
+                    f"{count} articles take about {own:.0f} s here "
+                    f"({rate * 1000:.2f} s per 1,000 tokens), more than the "
+                    f"{s.request_timeout_s:g} s deadline allows; send fewer articles per request"
                 )
             self._refuse(OverCapacityError(message), "too_large")
-        finish = in_progress + (waiting + count) * cost
+        finish = in_progress + (waiting + sum(tokens)) * rate
         if finish > budget:
             self._refuse(
                 QueueFullError(
@@ -357,20 +402,25 @@ class Batcher:
             logger.info("stopping a run of %d articles: every client has gone", run.articles)
 
     def _take(self, now: float) -> list[_Job]:
-        """The oldest waiting jobs still wanted, up to the run limit in articles (always at
-        least one job)."""
+        """The oldest waiting jobs still wanted, up to the run limit in articles and the
+        tokens that fit in the budget at the measured rate (always at least one job)."""
         limit = self._run_limit()
+        rate = self._rate
+        budget = self.settings.request_timeout_s * ADMIT_SHARE
         jobs: list[_Job] = []
-        count = 0
+        count = tokens = 0
         while self._waiting:
             job = self._waiting[0]
             if not job.wanted or job.deadline <= now:
                 self._waiting.popleft()  # its request answers (or has answered) by itself
                 continue
-            if jobs and count + len(job.articles) > limit:
+            more = sum(job.tokens)
+            too_long = rate is not None and (tokens + more) * rate > budget
+            if jobs and (count + len(job.articles) > limit or too_long):
                 break
             jobs.append(self._waiting.popleft())
             count += len(job.articles)
+            tokens += more
         self.metrics.queue_depth.set(len(self._waiting))
         return jobs
 
@@ -382,7 +432,8 @@ class Batcher:
             self._wake.clear()
             while jobs := self._take(loop.time()):
                 articles = [a for job in jobs for a in job.articles]
-                run = self._run = _Run(jobs, len(articles), loop.time(), threading.Event())
+                tokens = sum(sum(job.tokens) for job in jobs)
+                run = self._run = _Run(jobs, len(articles), tokens, loop.time(), threading.Event())
                 self.metrics.batch_articles.observe(len(articles))
                 self.metrics.running_articles.set(len(articles))
                 try:
@@ -405,38 +456,36 @@ class Batcher:
                         job.future.set_result(part)
 
     def _learn(self, run: _Run, fresh: int, *, now: float) -> None:
-        """Update the seconds per article from a run that computed ``fresh`` articles."""
+        """Add the seconds per token of a run whose fresh (computed, not cached) articles
+        counted ``fresh`` tokens (``BASE_TOKENS`` each included)."""
         elapsed = now - run.started
         self._last_run_end = now
+        budget = self.settings.request_timeout_s * ADMIT_SHARE
+        rate = self._rate
         if run.cancel.is_set():  # nothing finished: the time so far is a lower bound
-            bound = elapsed / run.articles
-            if self._cost is not None:  # it may raise the average, never lower it
-                self._cost = max(self._cost, (1 - COST_WEIGHT) * self._cost + COST_WEIGHT * bound)
-            elif bound > self.settings.request_timeout_s * ADMIT_SHARE:
-                self._cost = bound  # not even one article fits in the deadline
+            bound = elapsed / run.tokens
+            if (rate is not None and bound > rate) or (rate is None and elapsed > budget):
+                self._rates.append(bound)  # it may raise the median, never lower it
         elif fresh:
-            sample = elapsed / fresh
-            if self._cost is None or sample > self._cost:
-                self._cost = sample  # a slower run counts at once; faster ones bring it down
-            else:  # gradually
-                self._cost = (1 - COST_WEIGHT) * self._cost + COST_WEIGHT * sample
-        if elapsed > self.settings.request_timeout_s * ADMIT_SHARE:
+            self._rates.append(elapsed / fresh)
+        if elapsed > budget:
             self._size_ok = max(1, min(self._size_ok, run.articles // 2))
         elif not run.cancel.is_set():
             self._size_ok = max(self._size_ok, run.articles)
-        if self._cost is not None:
-            self.metrics.article_seconds.set(self._cost)
+        if self._rates:
+            self.metrics.token_seconds.set(statistics.median(self._rates))
 
     def _run_pipeline(
         self, articles: list[Article], cancel: threading.Event
     ) -> tuple[list[Outcome], int]:
-        """The outcomes, and how many articles were computed (not answered from the cache)."""
+        """The outcomes, and the tokens of the articles that were computed (not answered from
+        the cache), ``BASE_TOKENS`` each included."""
         assert self.pipeline is not None and self.cache is not None
         fresh = 0
 
         def on_miss(result: Result) -> None:
             nonlocal fresh
-            fresh += 1
+            fresh += estimate_tokens(result.text) + BASE_TOKENS
             self._count_fresh(result)
 
         cached = CachedPipeline(

@@ -376,19 +376,28 @@ def brief(
 def source_articles(
     articles: Sequence[Article | dict[str, Any]],
 ) -> tuple[list[SourceArticle], list[FailedArticle]]:
-    """Each input as a SourceArticle with a unique id (``article-N`` when it has none), or,
-    if it is not a valid article, a failure."""
+    """Each input as a SourceArticle with a unique id, or, if it is not a valid article, a
+    failure. An article keeps its id unless an earlier one has it; one without an id, or with
+    a repeated one, gets ``article-N`` or ``ID-N`` (N its position, or the next number free):
+    never an id that another article of the request uses."""
     sources: list[SourceArticle] = []
     failed: list[FailedArticle] = []
-    seen: set[str] = set()
-    for number, raw in enumerate(articles, 1):
-        data = raw.model_dump(exclude_unset=True) if isinstance(raw, Article) else dict(raw)
-        wanted = data.get("id") if isinstance(data.get("id"), str) else None
-        article_id = wanted or f"article-{number}"
-        while article_id in seen:
-            article_id = f"{wanted or 'article'}-{number}"
-            number += 1000
-        seen.add(article_id)
+    rows = [
+        raw.model_dump(exclude_unset=True) if isinstance(raw, Article) else dict(raw)
+        for raw in articles
+    ]
+    wanted_ids = [data.get("id") if isinstance(data.get("id"), str) else None for data in rows]
+    taken = {wanted for wanted in wanted_ids if wanted}
+    used: set[str] = set()
+    for number, (data, wanted) in enumerate(zip(rows, wanted_ids, strict=True), 1):
+        article_id = wanted
+        if not article_id or article_id in used:
+            n = number
+            article_id = f"{wanted or 'article'}-{n}"
+            while article_id in used or article_id in taken:
+                n += 1
+                article_id = f"{wanted or 'article'}-{n}"
+        used.add(article_id)
         try:
             sources.append(SourceArticle.model_validate({**data, "id": article_id}))
         except ValidationError as exc:

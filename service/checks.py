@@ -35,8 +35,9 @@ by repeating the injected text).
 
 from __future__ import annotations
 
+import bisect
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 
 from service.article import Sentence, split_sentences
 from service.extraction import ActorIndex, Claim, classify, disputed_claims
@@ -57,7 +58,6 @@ def check_summary(work: Work, *, wanted: int) -> None:
     article's news text does not hold; fall back to the lead if none is left."""
     if not work.summary:
         return
-    news = work.news_text
     article = _norm(work.text)
     kept: list[str] = []
     injected = disputed = 0
@@ -67,12 +67,12 @@ def check_summary(work: Work, *, wanted: int) -> None:
             injected += 1
         elif _states_disputed(s.text, work, article):
             disputed += 1
-        elif not unsupported_terms(s.text, news):
+        elif not work.terms.missing(s.text):
             kept.append(s.text)
         elif not unsupported_terms(s.text, work.text):
             injected += 1  # its names or numbers occur only in instruction-like sentences
         else:
-            warnings += filter_unsupported([s.text], news)[1]
+            warnings += filter_unsupported([s.text], work.terms)[1]
     removed = injected + disputed + len(warnings)
     if not removed:
         return
@@ -128,8 +128,9 @@ def check_items(work: Work) -> None:
     cleared = 0
     checked: list[Item] = []
     items: list[Item] = [*work.demands, *work.positions]
+    sentences = _Sentences(work.sentences)
     for item in items:
-        fault = _fault(item, work, news, index, speakers)
+        fault = _fault(item, work, sentences, index, speakers)
         if fault:
             faults[fault] += 1
             continue
@@ -163,7 +164,7 @@ def check_items(work: Work) -> None:
 
 
 def _fault(
-    item: Item, work: Work, news: str, index: ActorIndex, speakers: dict[int, str]
+    item: Item, work: Work, sentences: _Sentences, index: ActorIndex, speakers: dict[int, str]
 ) -> str | None:
     if not verify_offsets(item.quote, item.start, item.end, work.text):
         return "quote not at its offsets"
@@ -183,9 +184,9 @@ def _fault(
         return "no actor"
     if any(_disputes(claim, item, work.text, index) for claim in work.disputed):
         return "reported as false or alleged by others"
-    if unsupported_terms(content, news):
+    if work.terms.missing(content):
         return "names or numbers not in the article"
-    if not _attributed(item, work.sentences, index, speakers):
+    if not _attributed(item, sentences, index, speakers):
         return "actor not named in or before its quote"
     return None
 
@@ -216,13 +217,27 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return text
 
 
+class _Sentences:
+    """An article's sentences (in order, not overlapping), found by offsets in log time."""
+
+    def __init__(self, sentences: list[Sentence]) -> None:
+        self.sentences = sentences
+        self.starts = [s.start for s in sentences]
+        self.ends = [s.end for s in sentences]
+
+    def around(self, start: int, end: int) -> tuple[list[Sentence], list[Sentence]]:
+        """The sentences overlapping ``start:end``, and the one before the first of them."""
+        first = bisect.bisect_right(self.ends, start)
+        inside = self.sentences[first : bisect.bisect_left(self.starts, end)]
+        return inside, self.sentences[max(0, first - 1) : first]
+
+
 def _attributed(
-    item: Item, sentences: list[Sentence], index: ActorIndex, speakers: dict[int, str]
+    item: Item, sentences: _Sentences, index: ActorIndex, speakers: dict[int, str]
 ) -> bool:
-    inside = [s for s in sentences if s.start < item.end and item.start < s.end]
+    inside, before = sentences.around(item.start, item.end)
     if not inside:
         return False
-    before = [s for s in sentences if s.end <= inside[0].start][-1:]
     canonical = _norm(index.canonical(item.actor))
     if any(_norm(speakers.get(s.start, "")) in {canonical, _norm(item.actor)} for s in inside):
         return True
@@ -282,13 +297,15 @@ def _resolve(items: list[Item], text: str) -> tuple[int, list[Item]]:
     """Positions of one actor on one quote and one issue with different stances: keep the
     stance the rules read in the quote, else drop them all."""
     drop: set[int] = set()
-    positions = [(i, p) for i, p in enumerate(items) if isinstance(p, Position)]
-    for i, p in positions:
+    on_quote: dict[tuple[int, int, str], list[tuple[int, Position]]] = defaultdict(list)
+    for i, p in enumerate(items):
+        if isinstance(p, Position):
+            on_quote[p.start, p.end, _norm(p.actor)].append((i, p))
+    for i, p in [pair for group in on_quote.values() for pair in group]:
         rivals = [
             (j, q)
-            for j, q in positions
+            for j, q in on_quote[p.start, p.end, _norm(p.actor)]
             if j != i
-            and (q.start, q.end, _norm(q.actor)) == (p.start, p.end, _norm(p.actor))
             and q.stance != p.stance
             and (_norm(q.issue) in _norm(p.issue) or _norm(p.issue) in _norm(q.issue))
         ]

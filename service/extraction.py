@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.article import Sentence
+from service.article import Sentence, quotations
 from service.lexicon import (
     ALLEGING_VERBS,
     CALENDAR_WORDS,
@@ -52,7 +52,6 @@ _SUBJECT_END = re.compile(rf"\b(?:{alternation(SPEECH_VERBS | STANCE_VERBS)})\b"
 _CONDITION_SPAN = re.compile(
     rf"\b(?:{alternation(CONDITION_PHRASES)})\b[^.;:!?,”\"]*", re.IGNORECASE
 )
-_QUOTED = re.compile(r"“([^”]+)”|\"([^\"]+)\"")
 # Capitalised name sequences, allowing "U.S.", "Zelenskyy", "Al Jazeera", "Abu Dhabi".
 _NAME = re.compile(
     r"(?:[A-Z][\w’'.-]*[\w.]|U\.S\.|U\.N\.)(?:\s+(?:of\s+|the\s+)?(?:[A-Z][\w’'.-]*[\w.]))*"
@@ -394,7 +393,7 @@ def is_candidate(sentence: Sentence) -> bool:
         return False
     text = sentence.text
     return bool(
-        _QUOTED.search(text)
+        quotations(text, empty=False)
         or re.search(rf"\b(?:{_SPEECH})\b", text)
         or DEMAND_CUES.search(text)
         or OPPOSE_CUES.search(text)
@@ -491,7 +490,7 @@ def find_candidates(
 
 def _body(sentence: str) -> str:
     """The sentence without its attribution ("..., Putin said.")."""
-    quoted = [a or b for a, b in _QUOTED.findall(sentence)]
+    quoted = [sentence[a + 1 : b - 1] for a, b in quotations(sentence, empty=False)]
     if quoted and sum(len(q) for q in quoted) > 0.5 * len(sentence):
         return " ".join(q.strip(" ,") for q in quoted)
     cue = re.search(rf"\b(?:{_REPORTING})\b(?:\s+(?:that|for|on))?\s+", sentence)

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from service.article import Sentence
 from service.errors import first_error
 from service.extraction import Candidate, find_candidates, names_in, to_items
-from service.grounding import fold, locate_quote, unsupported_terms
+from service.grounding import ArticleTerms, fold, locate_quote
 from service.prompts import fence
 from service.schemas import (
     Demand,
@@ -173,11 +173,12 @@ def ground_draft(w: Work, draft: ExtractionDraft) -> None:
     """Keep the draft items whose quote, actor and content the article supports."""
     dropped = 0
     items: list[DemandDraft | PositionDraft] = [*draft.demands, *draft.positions]
+    terms = ArticleTerms(w.text)  # the article read once, not once per item
     for item in items:
         span = locate_quote(item.quote, w.text)
-        actor_ok = bool(item.actor.strip()) and fold(item.actor).lower() in fold(w.text).lower()
+        actor_ok = bool(item.actor.strip()) and fold(item.actor).lower() in terms.folded
         content = item.demand if isinstance(item, DemandDraft) else item.issue
-        if span is None or not actor_ok or unsupported_terms(content, w.text):
+        if span is None or not actor_ok or terms.missing(content):
             dropped += 1
             continue
         start, end = span

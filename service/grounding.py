@@ -58,20 +58,51 @@ def _names(sentence: str) -> list[str]:
     return names
 
 
-def unsupported_terms(sentence: str, article: str) -> list[str]:
-    """Names and numbers in ``sentence`` that ``article`` does not contain."""
-    folded_article = fold(article).lower()
-    missing = [n for n in _names(fold(sentence)) if n.lower() not in folded_article]
-    article_numbers = _numbers(folded_article)
-    missing += [n for n in sorted(_numbers(fold(sentence).lower())) if n not in article_numbers]
-    return missing
+class ArticleTerms:
+    """What an article holds that sentences are checked against (its folded text, its numbers,
+    its words), read once: checking every item of a long article against it stays linear in
+    the article's length, where reading the article again for each item was quadratic."""
+
+    def __init__(self, article: str) -> None:
+        self.folded = fold(article).lower()
+        self.numbers = _numbers(self.folded)
+        self._words = set(_WORD.findall(self.folded))
+        self._holds: dict[str, bool] = {}
+
+    def holds(self, name: str) -> bool:
+        """Whether the article contains ``name`` (lower-cased), as a word or inside one."""
+        key = name.lower()
+        found = self._holds.get(key)
+        if found is None:
+            found = self._holds[key] = key in self._words or key in self.folded
+        return found
+
+    def missing(self, sentence: str) -> list[str]:
+        """Names and numbers in ``sentence`` that the article does not contain."""
+        folded = fold(sentence)
+        missing = [n for n in _names(folded) if not self.holds(n)]
+        missing += [n for n in sorted(_numbers(folded.lower())) if n not in self.numbers]
+        return missing
 
 
-def filter_unsupported(sentences: list[str], article: str) -> tuple[list[str], list[str]]:
+_WORD = re.compile(r"[\w'.-]+")  # the pieces a name of ``_names`` can be, folded and lowered
+
+
+def unsupported_terms(sentence: str, article: str | ArticleTerms) -> list[str]:
+    """Names and numbers in ``sentence`` that ``article`` does not contain (pass an
+    ``ArticleTerms`` to check many sentences against one article)."""
+    terms = article if isinstance(article, ArticleTerms) else ArticleTerms(article)
+    return terms.missing(sentence)
+
+
+def filter_unsupported(
+    sentences: list[str], article: str | ArticleTerms
+) -> tuple[list[str], list[str]]:
     """Keep sentences whose names and numbers all occur in the article; say what went."""
+    terms = article if isinstance(article, ArticleTerms) else ArticleTerms(article)
     kept, warnings = [], []
     for sentence in sentences:
-        missing = unsupported_terms(sentence, article)
+        missing = terms.missing(sentence)
         if missing:
             warnings.append(
                 f"removed a summary sentence with {', '.join(missing)} "

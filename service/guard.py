@@ -160,7 +160,7 @@ _TO_MODEL = re.compile(
     rf"{_START}\W{{0,3}}(?:hi|hey|hello|dear|attention|note to|message (?:to|for)|memo to|"
     rf"reminder (?:to|for)|instructions? (?:to|for))\b[,:]?\s+(?:the |all |any |every )?"
     rf"(?:\w+ )?{_ADDRESSEE}\b"
-    rf"|{_START}\W{{0,3}}(?:\w+ )?{_AI}\s*(?::|,(?=.*\b{_HEARKEN}\b))"
+    rf"|{_START}\W{{0,3}}(?:\w+ )?{_AI}\s*(?::|,(?=[^\n]{{0,400}}?\b{_HEARKEN}\b))"
     rf"|\b(?:if|when) you(?: are|'re|’re) an? (?:\w+ ){{0,2}}?{_ADDRESSEE}\b"
     rf"|\b(?:note|message|memo|notice|instructions?) (?:to|for) (?:the |all |any |every )?"
     rf"{_MACHINE}\b"
@@ -177,7 +177,7 @@ _TO_EDITOR = re.compile(
     r"\b(?:new |updated |revised |additional |special |secret |hidden )?instructions? "
     rf"(?:from|for|to) (?:the |an |our )?(?:\w+ )?(?:editors?|desk|newsroom|{_AI})\b"
     rf"|{_START}\W{{0,3}}(?:dear |attention |note to (?:the )?)editors?\b[,:]?"
-    r"(?=.*\b(?:summary|headline|article|story|output)\b)",
+    r"(?=[^\n]{0,400}?\b(?:summary|headline|article|story|output)\b)",
     re.IGNORECASE,
 )
 _OVERRIDE = re.compile(
@@ -217,7 +217,7 @@ _ORDERS = re.compile(
     r"(?:that|only|exactly|the following|this|[:\"“'‘])"
     rf"|\b(?:when|while|before|after) (?:you )?(?:summari[sz]|extract|process|read|analy[sz]|"
     rf"rewrit|translat)\w* (?:this|the) (?:article|page|text|story|document|content)\b"
-    rf"(?=.*\b(?:you|say|state|write|output|report|mention|include)\b)",
+    rf"(?=[^\n]{{0,400}}?\b(?:you|say|state|write|output|report|mention|include)\b)",
     re.IGNORECASE,
 )
 # The same in other languages, on folded text (no accents, lower case). An override needs an

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -77,6 +77,18 @@ class Speakers:
     index: ActorIndex
     attributed: list[str | None]
     last: list[str | None]
+    _folded: str | None = field(default=None, repr=False)
+    _mentions: dict[str, int] = field(default_factory=dict, repr=False)
+
+    def mentions(self, needle: str, text: str) -> int:
+        """How often ``text`` (the article these speakers are of) holds ``needle``, folded
+        and lower case: the article read once, each name counted once (per candidate, it
+        was quadratic in an article of many item sentences)."""
+        if self._folded is None:
+            self._folded = fold(text).lower()
+        if needle not in self._mentions:
+            self._mentions[needle] = self._folded.count(needle)
+        return self._mentions[needle]
 
 
 def speakers(sentences: list[Sentence], index: ActorIndex) -> Speakers:
@@ -137,7 +149,7 @@ def candidate_features(
             1.0 if at >= 0 and _REPORTING_AFTER.search(after) else 0.0,
             1.0 if at >= 0 and _SAID_BEFORE.search(before) else 0.0,
             1.0 if len(name.split()) > 1 and name[:1].isupper() else 0.0,
-            math.log1p(fold(text).lower().count(needle)),
+            math.log1p(who.mentions(needle, text)),
             1.0 if GROUP_NOUNS.fullmatch(name) else 0.0,
             1.0 if first_names and first_names[0] == name else 0.0,
         ],

@@ -262,7 +262,11 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             return exc
         work = Work(article=article)
         try:
-            work.text, removed = clean_article(article, max_chars=self.settings.max_chars)
+            work.text, removed = clean_article(
+                article,
+                max_chars=self.settings.max_chars,
+                max_tokens=self.settings.max_article_tokens,
+            )
             sentences = split_sentences(work.text)
             work.instructions = find_instructions(work.text, sentences)
         except InputError as exc:

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     extractor: str = "learned"  # a registered extractor (service.extractors)
     summary_sentences: int = Field(default=4, ge=1, le=10)
     max_chars: int = Field(default=200_000, ge=100)
+    # The most work one article may cost: tokens of its cleaned text (service.article's
+    # estimate_tokens), about 125,000 characters of English news
+    max_article_tokens: int = Field(default=32_000, ge=100)
     chunk_tokens: int = Field(default=1200, ge=128)
     max_new_tokens: int = Field(default=160, ge=8, le=4096)
     json_max_new_tokens: int = Field(default=768, ge=16, le=8192)

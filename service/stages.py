@@ -46,6 +46,7 @@ from service.extraction import (
     index_actors,
     sentence_speakers,
 )
+from service.grounding import ArticleTerms
 from service.schemas import Article, Demand, Diagnostics, Position
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class Work:
     _actors: ActorIndex | None = field(default=None, repr=False)
     _speakers: dict[int, str] | None = field(default=None, repr=False)
     _disputed: list[Claim] | None = field(default=None, repr=False)
+    _terms: ArticleTerms | None = field(default=None, repr=False)
 
     @property
     def actors(self) -> ActorIndex:
@@ -140,6 +142,13 @@ class Work:
         if self._disputed is None:
             self._disputed = disputed_claims(self.sentences)
         return self._disputed
+
+    @property
+    def terms(self) -> ArticleTerms:
+        """The names and numbers the news text holds, for the checks (read once)."""
+        if self._terms is None:
+            self._terms = ArticleTerms(self.news_text)
+        return self._terms
 
     @property
     def news_text(self) -> str:

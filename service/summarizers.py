@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
+from collections import Counter, defaultdict
 from typing import Any, ClassVar
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -86,8 +86,9 @@ class EmbedCentrality(Extractive):
         if len(body) < 2:
             return body
         vectors = embed([s.text for s in body])
-        similarity = vectors @ vectors.T
-        scores = (similarity.sum(axis=1) - similarity.diagonal()) / (len(body) - 1)
+        # each row's cosines with all the others, without the quadratic similarity matrix
+        own = (vectors * vectors).sum(axis=1)
+        scores = (vectors @ vectors.sum(axis=0) - own) / (len(body) - 1)
         order = sorted(range(len(body)), key=lambda i: (-float(scores[i]), i))
         return [body[i] for i in order]
 
@@ -212,17 +213,22 @@ class ModelWrite(Summarizer):
 
 
 def centrality_rank(sentences: list[Sentence]) -> list[Sentence]:
-    """Sentences by their mean word-overlap cosine with the others (most central first)."""
+    """Sentences by their mean word-overlap cosine with the others (most central first).
+
+    The sum of one sentence's cosines with all the others is its unit vector's dot product
+    with the sum of the others' unit vectors, so one pass over the words computes every
+    score: linear in the article, where comparing each pair of sentences was quadratic.
+    """
     bags = [Counter(re.findall(r"[a-z0-9]+", fold(s.text).lower())) for s in sentences]
     norms = [math.sqrt(sum(v * v for v in b.values())) or 1.0 for b in bags]
-
-    def cosine(i: int, j: int) -> float:
-        shared = bags[i].keys() & bags[j].keys()
-        return sum(bags[i][t] * bags[j][t] for t in shared) / (norms[i] * norms[j])
-
-    scores = [
-        sum(cosine(i, j) for j in range(len(bags)) if j != i) / max(1, len(bags) - 1)
-        for i in range(len(bags))
-    ]
+    total: defaultdict[str, float] = defaultdict(float)  # the sum of the unit vectors
+    for bag, norm in zip(bags, norms, strict=True):
+        for word, count in bag.items():
+            total[word] += count / norm
+    scores = []
+    for bag, norm in zip(bags, norms, strict=True):
+        own = sum(count * count for count in bag.values()) / (norm * norm)  # 1, or 0 if empty
+        others = sum(count * total[word] for word, count in bag.items()) / norm - own
+        scores.append(others / max(1, len(bags) - 1))
     order = sorted(range(len(sentences)), key=lambda i: (-scores[i], i))
     return [sentences[i] for i in order]

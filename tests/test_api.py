@@ -225,6 +225,21 @@ def test_text_over_max_chars_is_422(tmp_path: Path) -> None:
         assert "limit is 100" in error_of(c.post("/v1/summaries", json={"text": "word " * 60}), 422)
 
 
+def test_an_article_over_max_article_tokens_is_422_naming_the_limit(tmp_path: Path) -> None:
+    """Every door: a single request, a batch's row, a briefing's failed article."""
+    settings = make_settings(tmp_path, max_article_tokens=500)
+    long = {"id": "long", "text": article(1)["text"] * 40}  # about 1,000 tokens
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        message = error_of(c.post("/v1/summaries", json=long), 422)
+        assert "limit is 500" in message and "STANDPOINT_MAX_ARTICLE_TOKENS" in message
+        rows = c.post("/v1/summaries/batch", json={"articles": [long, article(2)]}).json()
+        assert rows["results"][0]["error"]["status"] == 422
+        assert "limit is 500" in rows["results"][0]["error"]["message"]
+        assert rows["results"][1]["ok"] is True
+        briefing = c.post("/v1/briefings", json={"articles": [long, article(2), article(3)]})
+        assert [f["id"] for f in briefing.json()["failed"]] == ["long"]
+
+
 def test_body_over_limit_is_413_with_or_without_content_length(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, max_body_bytes=2048)
     with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
@@ -341,6 +356,31 @@ def test_api_key_when_configured(tmp_path: Path) -> None:
         assert c.get("/healthz").status_code == 200
         assert c.get("/readyz").status_code == 200
         assert c.get("/").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/summaries", "/v1/summaries/batch", "/v1/briefings"])
+def test_the_key_is_checked_before_the_body(tmp_path: Path, path: str) -> None:
+    """Without the key, no body is read: broken JSON, an invalid body, the wrong content type
+    or bytes that are not UTF-8 all get 401, so nobody learns the API's shape without it."""
+    settings = make_settings(tmp_path, api_key="s3cret-key-123")
+    json_type = {"content-type": "application/json"}
+    bodies = [
+        {"content": b"{not json", "headers": json_type},
+        {"json": {"bogus": 1}},
+        {"json": {"articles": "none"}},
+        {"content": b"text=1", "headers": {"content-type": "text/plain"}},
+        {"content": b'{"text": "\xff\xfe"}', "headers": json_type},
+    ]
+    wrong = {"Authorization": "Bearer nope"}
+    with TestClient(create_app(settings, Pipeline(settings=settings))) as c:
+        for body in bodies:
+            for extra in ({}, wrong):
+                headers = {**body.get("headers", {}), **extra}
+                response = c.post(path, **{**body, "headers": headers})
+                assert "API key" in error_of(response, 401), body
+                assert response.headers["www-authenticate"] == "Bearer"
+        right = {**json_type, "Authorization": "Bearer s3cret-key-123"}
+        error_of(c.post(path, content=b"{not json", headers=right), 422)
 
 
 def test_no_api_key_means_open(client: TestClient) -> None:

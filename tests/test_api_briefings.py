@@ -61,6 +61,16 @@ def test_a_failed_article_is_listed_and_the_rest_brief(client: TestClient) -> No
     assert all(item["carried_by"] == ["s1", "s2"] for item in body["items"])
 
 
+def test_renamed_ids_are_ones_no_article_of_the_request_uses(client: TestClient) -> None:
+    text = SEEDS[0].read_text(encoding="utf-8")
+    articles = [{"id": "d", "text": text}, {"id": "d", "text": text + " More."}]
+    articles.append({"id": "d-2", "text": text + " Other."})
+    response = client.post("/v1/briefings", json={"articles": articles})
+    assert response.status_code == 200, response.text
+    ids = [a["id"] for a in response.json()["articles"]]
+    assert len(set(ids)) == 3 and ids[0] == "d" and ids[2] == "d-2", ids
+
+
 def test_every_article_failing_is_still_an_answer(client: TestClient) -> None:
     response = client.post("/v1/briefings", json={"articles": [{"text": " "}, {"text": " "}]})
     assert response.status_code == 200, response.text

@@ -279,6 +279,21 @@ def test_a_duplicate_id_with_other_text_is_written_under_a_derived_id(tmp_path, 
     assert "3 skipped" in capsys.readouterr().err
 
 
+def test_a_derived_id_is_one_no_input_row_uses(tmp_path, caplog):
+    """The second ``1`` must not be written under an id a later row of the input has."""
+    rows = [article(1), {"id": "1", "text": f"A different report. {TEXT}"}, article("1@in.jsonl:2")]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "out.jsonl"
+
+    assert batch(source, "-o", output) == 0
+
+    ids = [r["id"] for r in read_output(output)]
+    assert len(set(ids)) == 3 and ids[0] == "1" and ids[2] == "1@in.jsonl:2"
+    assert ids[1] not in {"1", "1@in.jsonl:2"}
+    assert batch(source, "-o", output) == 0  # the same derived id on a rerun: nothing to do
+    assert [r["id"] for r in read_output(output)] == ids
+
+
 def test_a_damaged_line_inside_the_output_is_set_aside_and_input_order_kept(tmp_path, caplog):
     rows = [article(1), {"id": "2", "text": ""}, article(3), article(4)]
     source = write_jsonl(tmp_path / "in.jsonl", rows)

@@ -11,7 +11,7 @@ import pytest
 
 from eval import briefing as brief_eval
 from service import brief
-from service.briefing import ActorResolver, cluster, person_name
+from service.briefing import ActorResolver, cluster, person_name, source_articles
 from service.cli import main
 from service.cli import render_briefing as render
 from service.pipeline import Pipeline
@@ -192,6 +192,22 @@ def test_ids_are_made_unique(pipeline: Pipeline) -> None:
     )
     ids = [a.id for a in briefing.articles] + [f.id for f in briefing.failed]
     assert len(set(ids)) == 3 and ids[:2] == ["article-1", "x"]
+
+
+def test_a_renamed_id_is_one_no_article_of_the_request_uses() -> None:
+    """``d, d, d-2``: the second ``d`` must not take the client's own ``d-2`` (which then came
+    back as ``d-2-3``); an article without an id must not take a client's ``article-1``."""
+    rows = [
+        {"id": "d", "text": SURNAME},
+        {"id": "d", "text": CAPITAL},
+        {"id": "d-2", "text": CAPITAL},
+    ]
+    sources, failed = source_articles(rows)
+    ids = [s.id for s in sources]
+    assert failed == [] and len(set(ids)) == 3
+    assert ids[0] == "d" and ids[2] == "d-2" and ids[1] not in {"d", "d-2"}
+    sources, _ = source_articles([{"text": SURNAME}, {"id": "article-1", "text": CAPITAL}])
+    assert sources[1].id == "article-1" and sources[0].id != "article-1"
 
 
 # The combined summary ----------------------------------------------------------------------------

@@ -242,3 +242,72 @@ def test_briefing_of_the_seeds_shows_merged_items_and_highlights_each_source(
         assert text[source["start"] : source["end"]] == source["quote"]
         before = page.evaluate("document.getElementById('brief-text').firstChild.textContent")
         assert before == text[: source["start"]]
+
+
+# Offsets count code points; JavaScript strings count UTF-16 units ----------------------------
+ASTRAL = "Filed at dawn 😀😀😀😀😀😀, with 𝐀𝐁𝐂 and 𠀀𠀁 in the headline.\n"  # each 2 units in JS
+REPORTS = [
+    ASTRAL + "Union leader Maria Lopez demanded a 5% raise from the city council before the "
+    "strike ends. Mayor Jane Smith said she opposes any raise this year because the budget "
+    "is tight.",
+    "🎉🎉 Update 🇫🇷 at noon.\nMaria Lopez, the union leader, demanded a 5% raise from the city "
+    "council. “We will strike until the council agrees,” Lopez said. Mayor Jane Smith said "
+    "she opposes any raise.",
+]
+
+
+def test_highlights_land_on_the_quote_after_emoji_and_other_astral_characters(
+    page: Page, server_url: str
+) -> None:
+    """Before, six emoji before a quote moved its highlight six characters early."""
+    page.goto(server_url + "/")
+    page.fill("#article", REPORTS[0])
+    with page.expect_response("**/v1/summaries") as answer:
+        page.click("#submit")
+    result = answer.value.json()
+    expect(page.locator("#status")).to_have_text("done")
+    items = sorted(result["demands"] + result["positions"], key=lambda item: item["start"])
+    assert len(items) >= 2 and result["text"].startswith("Filed at dawn 😀")
+    rows = page.locator("#items tr.item")
+    for index, item in enumerate(items):
+        rows.nth(index).click()
+        mark = page.locator("#text mark")
+        expect(mark).to_have_count(1)
+        assert mark.text_content() == item["quote"] == result["text"][item["start"] : item["end"]]
+        before = page.evaluate("document.getElementById('text').firstChild.textContent")
+        assert before == result["text"][: item["start"]]
+
+
+def test_briefing_highlights_land_on_the_quote_after_astral_characters(
+    page: Page, server_url: str
+) -> None:
+    from service.embedding import embed
+
+    embed(["load the sentence-embedding model before the clock starts"])  # same process
+    page.goto(server_url + "/")
+    boxes = page.locator(".brief-article textarea")
+    expect(boxes).to_have_count(2)
+    for i, report in enumerate(REPORTS):
+        boxes.nth(i).fill(report)
+    with page.expect_response("**/v1/briefings", timeout=60_000) as answer:
+        page.click("#brief-submit")
+    briefing = answer.value.json()
+    expect(page.locator("#brief-status")).to_have_text("done")
+    articles = {a["id"]: a["text"] for a in briefing["articles"]}
+    sources = [s for item in briefing["items"] for s in item["sources"]]
+    assert len(sources) >= 3 and briefing["summary"]
+    buttons = page.locator("#briefing button.source")  # the summary's sentences and the items'
+    expect(buttons).to_have_count(
+        len(briefing["summary"]) + len(sources) + sum(len(s["also"]) for s in sources)
+    )
+    for position in range(buttons.count()):
+        button = buttons.nth(position)
+        button.click()
+        text = articles[str(button.get_attribute("data-article"))]
+        start = int(button.get_attribute("data-start") or 0)
+        end = int(button.get_attribute("data-end") or 0)
+        mark = page.locator("#brief-text mark")
+        expect(mark).to_have_count(1)
+        assert mark.text_content() == text[start:end]
+        before = page.evaluate("document.getElementById('brief-text').firstChild.textContent")
+        assert before == text[:start]

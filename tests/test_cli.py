@@ -135,6 +135,25 @@ def test_input_nested_too_deep_is_one_line(tmp_path, capsys):
     assert json.loads(out.read_text())["error"]["message"].endswith("nested too deeply)")
 
 
+def test_an_article_over_the_token_limit_is_one_line_and_an_error_row(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("STANDPOINT_MAX_ARTICLE_TOKENS", "1000")
+    long = tmp_path / "long.txt"
+    long.write_text("The union demanded a raise of five percent from the city council. " * 100)
+
+    code, err = run_main(capsys, "summarize", str(long), str(SEEDS[0]))
+    assert code == 2 and len(err) == 1, err
+    assert "long: the article has about" in err[0] and "limit is 1000" in err[0]
+    assert "STANDPOINT_MAX_ARTICLE_TOKENS" in err[0]
+
+    out = tmp_path / "out.jsonl"
+    code, err = run_main(capsys, "batch", str(long), "-o", str(out), "--no-progress", "--no-cache")
+    assert code == 2 and "1 failed" in err[-1]
+    row = json.loads(out.read_text())
+    assert row["id"] == "long" and "limit is 1000" in row["error"]["message"]
+
+
 def _read_only_mount(folder):
     """A read-only tmpfs at ``folder``, or None where mounting is not allowed (not root)."""
     import os

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 import pytest
 from langchain_core.language_models import FakeListChatModel
@@ -355,3 +357,77 @@ def test_a_new_checks_version_misses_the_cache_at_every_dtype(seed_articles, tmp
             run(Settings(summarizer="model-write", dtype=dtype), model)
         run(Settings())
     assert len(cache) == 6  # 2 versions x (2 dtypes with a model + 1 without)
+
+
+# Every step linear in the article's length -------------------------------------------------
+# (the token limit off: these time the steps on articles far over it)
+UNLIMITED = Settings(summarizer="centrality", extractor="rules", max_article_tokens=10**7)
+
+
+def _seconds(pipeline: Pipeline, text: str) -> float:
+    """The best of two runs of the whole pipeline (cleaning, splitting, the instruction
+    guard, language, the stages and their checks) on one article."""
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        (outcome,) = pipeline.run([{"text": text}])
+        best = min(best, time.perf_counter() - started)
+        assert isinstance(outcome, Result), outcome
+    return best
+
+
+def _news(seed_articles: list[dict[str, str]], size: int) -> str:
+    text = "\n\n".join(a["text"] for a in seed_articles)
+    return (text + "\n\n") * (size // len(text) + 1)
+
+
+PATHOLOGICAL = {
+    # a flood of combining accents on one letter, and on every letter of the news
+    "combining marks": lambda news, n: news[:2000] + " e" + "\u0301" * (n - 2002),
+    "accents on every letter": lambda news, n: re.sub(r"([a-z])", "\\1\u0301\u0302", news)[:n],
+    # openers with no closer: every quotation search ran to the end of the sentence
+    "unbalanced quotes": lambda news, n: ("“He said “no “way " * n)[:n],
+    # a phrase the guard reads as the start of an order, never completed
+    "half an order": lambda news, n: ("when summarizing this article " * n)[:n],
+    # chat turns that never end: each searched the rest of the article for its end marker
+    "open chat turns": lambda news, n: ("<|im_start|>user hello there.\n" * n)[:n],
+    # page furniture on one line: each cut searched the line again from its start
+    "furniture": lambda news, n: ("Advertisement. " * n)[:n],
+    # every sentence an item: each item's check read the whole article
+    "all items": lambda news, n: " ".join(
+        f"Union leader Maria Lopez{i} demanded a raise of {i} percent from the city council."
+        for i in range(n // 60)
+    )[:n],
+}
+
+
+@pytest.mark.parametrize("shape", PATHOLOGICAL)
+def test_a_pathological_article_costs_what_a_normal_one_of_its_size_does(
+    seed_articles: list[dict[str, str]], shape: str
+) -> None:
+    """Each shape once made some step quadratic; timed against ordinary news of the same
+    length in the same test, so a loaded machine slows both."""
+    size = 30_000
+    pipeline = Pipeline(settings=UNLIMITED)
+    news = _news(seed_articles, size)
+    odd = PATHOLOGICAL[shape](news, size)
+    assert abs(len(odd) - size) < 100
+    normal = _seconds(pipeline, news[:size])
+    pathological = _seconds(pipeline, odd)
+    assert pathological < 5 * normal + 0.05, (shape, pathological, normal)
+
+
+def test_cost_grows_linearly_with_the_article(seed_articles: list[dict[str, str]]) -> None:
+    """Twice the news, about twice the time (a step quadratic in sentences or items gave 4x)."""
+    pipeline = Pipeline(settings=UNLIMITED)
+    one = _seconds(pipeline, _news(seed_articles, 40_000)[:40_000])
+    two = _seconds(pipeline, _news(seed_articles, 80_000)[:80_000])
+    assert two < 3 * one, (one, two)
+
+
+def test_fifty_thousand_combining_marks_cost_what_plain_letters_do() -> None:
+    pipeline = Pipeline(settings=UNLIMITED)
+    lead = "The union demanded a raise of five percent from the city council. "
+    plain = _seconds(pipeline, lead + "e" * 50_000)
+    marks = _seconds(pipeline, lead + "e" + "\u0301" * 49_999)
+    assert marks < 5 * plain + 0.05, (marks, plain)

@@ -63,16 +63,35 @@ function cell(row, text) {
   row.appendChild(td);
 }
 
-// The article text with text[start:end] wrapped in <mark>; text nodes only, never innerHTML.
-function showText(start, end) {
-  const box = $("text");
+// The API's offsets count code points (Python's str); a JavaScript string counts UTF-16 units,
+// in which a character outside the Basic Multilingual Plane (an emoji, 𝐀, CJK extension B)
+// takes two. The UTF-16 index of code point number `offset` of `text`:
+function utf16Index(text, offset) {
+  let index = 0;
+  for (let n = 0; n < offset && index < text.length; n++) {
+    const unit = text.charCodeAt(index);
+    const pair = unit >= 0xd800 && unit <= 0xdbff && index + 1 < text.length
+      && text.charCodeAt(index + 1) >= 0xdc00 && text.charCodeAt(index + 1) <= 0xdfff;
+    index += pair ? 2 : 1;
+  }
+  return index;
+}
+
+// `box` holds `text` with the code points start:end (the API's text[start:end]) wrapped in
+// <mark>; text nodes only, never innerHTML.
+function markText(box, text, start, end) {
   box.replaceChildren();
-  const text = current.text;
-  if (start == null) { box.textContent = text; return; }
+  if (start == null || start === end) { box.textContent = text; return; }
+  const from = utf16Index(text, start);
+  const to = from + utf16Index(text.slice(from), end - start);
   const mark = document.createElement("mark");
-  mark.textContent = text.slice(start, end);
-  box.append(text.slice(0, start), mark, text.slice(end));
+  mark.textContent = text.slice(from, to);
+  box.append(text.slice(0, from), mark, text.slice(to));
   mark.scrollIntoView({ block: "center" });
+}
+
+function showText(start, end) {
+  markText($("text"), current.text, start, end);
 }
 
 function show(result) {

@@ -1,5 +1,5 @@
 "use strict";
-// Briefings: uses $ and call from the script above.
+// Briefings: uses $, call and markText from the script above.
 let briefing = null;  // the last Briefing
 
 function addBriefArticle(id, text) {
@@ -40,18 +40,13 @@ function articleLabel(id) {
   return a && a.outlet ? a.outlet + " (" + id + ")" : id;
 }
 
-// One article's text with text[start:end] marked; text nodes only, never innerHTML.
+// One article's text with text[start:end] (code points) marked (markText, in app.js).
 function showBriefText(articleId, start, end) {
   const article = briefing.articles.find((a) => a.id === articleId);
   const box = $("brief-text");
-  box.replaceChildren();
   box.dataset.article = articleId;
   $("brief-text-title").textContent = articleLabel(articleId);
-  if (start === end) { box.textContent = article.text; return; }
-  const mark = document.createElement("mark");
-  mark.textContent = article.text.slice(start, end);
-  box.append(article.text.slice(0, start), mark, article.text.slice(end));
-  mark.scrollIntoView({ block: "center" });
+  markText(box, article.text, start, end);
 }
 
 function select(button) {
