@@ -4,7 +4,9 @@
 SmolLM2-135M-Instruct, a Hugging Face folder, a GGUF file) come as ``LocalChatModel``, which
 also generates JSON under a JSON-schema constraint and scores fixed options by
 log-likelihood. An OpenAI-compatible server comes as langchain-openai's ``ChatOpenAI``.
-Nothing here loads weights at import time.
+Nothing here loads weights at import time. The thread pools and the precision are chosen by
+``service.machine`` and applied here, for every door: ``apply_threads`` sizes torch's pool,
+``load_model`` resolves ``STANDPOINT_DTYPE=auto``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+
+from service import machine
+
+machine.prepare_environment()  # before torch: GNU OpenMP reads its wait policy as it loads
 
 import numpy as np
 import torch
@@ -132,6 +138,11 @@ class LocalModel:
             tokenizer.pad_token = tokenizer.eos_token
         tokenizer.padding_side = "left"
         self._enforcer_data: TokenEnforcerTokenizerData | None = None
+
+    @property
+    def dtype(self) -> str:
+        """The weights' precision as the settings spell it (``float32``, ``bfloat16``)."""
+        return str(self.model.dtype).removeprefix("torch.")
 
     @classmethod
     def from_folder(cls, folder: Path, *, model_id: str, dtype: str = "float32") -> LocalModel:
@@ -549,10 +560,32 @@ def _as_dict(message: BaseMessage) -> dict[str, str]:
     return {"role": role, "content": str(message.content)}
 
 
-def load_model(settings: Settings) -> BaseChatModel:
-    """Build the chat model the settings name. Loads weights; call once at start-up."""
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
+_applied: machine.ThreadPlan | None = None
+
+
+def apply_threads(threads: int | None, *, only_if_unset: bool = False) -> machine.ThreadPlan:
+    """Size torch's thread pool by ``service.machine.thread_plan`` (``threads`` is
+    ``STANDPOINT_THREADS``). ``only_if_unset`` keeps a plan this process already applied (the
+    embedding model's loader uses it, so it never undoes a door's choice)."""
+    global _applied
+    if only_if_unset and _applied is not None:
+        return _applied
+    plan = machine.thread_plan(threads)
+    if plan.threads is not None:  # also turns MKL's dynamic team sizing off (ATen does)
+        torch.set_num_threads(plan.threads)
+    _applied = plan
+    logger.info("torch threads: %d (%s)", torch.get_num_threads(), plan.reason)
+    return plan
+
+
+def load_model(settings: Settings, *, features_only: bool = False) -> BaseChatModel:
+    """Build the chat model the settings name. Loads weights; call once at start-up.
+
+    ``features_only``: the stages will only read the model's features (never generate or
+    score), which lets ``STANDPOINT_DTYPE=auto`` choose bfloat16 on a CPU that does it natively.
+    """
+    apply_threads(settings.threads)
+    dtype = machine.resolve_dtype(settings.dtype, features_only=features_only)
     if settings.model.startswith("openai:"):
         return _openai_model(settings)
     if settings.model == "embedded":
@@ -570,7 +603,7 @@ def load_model(settings: Settings) -> BaseChatModel:
                     "Hugging Face model folder (give one, a .gguf file, or 'embedded')"
                 )
     try:
-        local = LocalModel.from_folder(folder, model_id=model_id, dtype=settings.dtype)
+        local = LocalModel.from_folder(folder, model_id=model_id, dtype=dtype)
     except (OSError, ValueError) as exc:  # transformers' own words, first line only
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(
