@@ -27,7 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation
 from swagger_ui_bundle import swagger_ui_path
 
-from service.batcher import Batcher, Metrics, serving_threads
+from service.batcher import Batcher, Metrics
 from service.briefing import MAX_ARTICLES, MIN_ARTICLES, briefing_from, source_articles
 from service.edge import EdgeMiddleware, add_error_handlers
 from service.errors import InputError, NotReadyError, StandpointError, UnauthorizedError
@@ -343,14 +343,12 @@ def create_app(
     """The app. Without a ``pipeline`` one is built (and its model loaded) after start-up."""
     settings = settings or get_settings()
     metrics = Metrics()
-    model_settings = settings
-    if settings.threads is None:
-        model_settings = settings.model_copy(update={"threads": serving_threads()})
     batcher = Batcher(
         settings=settings,
         metrics=metrics,
         pipeline=pipeline,
-        load=lambda: build_pipeline(model_settings, load_model=load_model),
+        # torch's threads: service.machine, applied when the model loads (one core left over)
+        load=lambda: build_pipeline(settings, load_model=load_model),
     )
 
     @asynccontextmanager

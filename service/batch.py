@@ -30,6 +30,7 @@ from typing import Any
 from service.cache import CachedPipeline, ResultCache
 from service.errors import StandpointError, printable
 from service.inputs import HTML_SUFFIXES, JSONL_SUFFIXES, TEXT_SUFFIXES, Row, input_files, read_rows
+from service.machine import thread_plan
 from service.pipeline import Pipeline, build_pipeline
 from service.schemas import Article, Result
 from service.settings import Settings
@@ -300,8 +301,9 @@ def _outcomes(
         for rows in batches:
             yield run_rows(runner, rows)
         return
-    cpus = os.cpu_count() or 1
-    settings = settings.model_copy(update={"threads": settings.threads or max(1, cpus // workers)})
+    # each worker's share of the cores (or the user's OMP/MKL variables, which workers inherit)
+    plan = thread_plan(settings.threads, processes=workers)
+    settings = settings.model_copy(update={"threads": plan.threads})
     with ProcessPoolExecutor(
         workers,
         mp_context=multiprocessing.get_context("spawn"),

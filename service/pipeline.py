@@ -103,14 +103,21 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
         return self.model_id if self.uses_model else "none"
 
     @property
+    def dtype(self) -> str:
+        """The precision results come from: the local model's own (``auto`` resolved), else
+        the setting (a model server's precision is its own business)."""
+        local = local_reader(self.model)
+        return str(getattr(local, "dtype", None) or self.settings.dtype)
+
+    @property
     def settings_key(self) -> str:
         """The settings that change results, for cache keys.
 
-        With a model, that includes the dtype: bfloat16 and float32 give different output, and
-        in bfloat16 an article's output can also change with its batch mates (a near tie of
-        two tokens resolved differently; see ``LocalModel.generate``). Batch mates cannot be
-        part of a key: in bfloat16, an article answered from the cache gets the answer of
-        whichever batch computed it.
+        With a model, that includes the dtype the model runs in (``auto`` resolved): bfloat16
+        and float32 give different output, and in bfloat16 a generated output can also change
+        with its batch mates (a near tie of two tokens resolved differently; see
+        ``LocalModel.generate``). Batch mates cannot be part of a key: in bfloat16, an article
+        answered from the cache gets the answer of whichever batch computed it.
         """
         s = self.settings
         parts = (
@@ -121,7 +128,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             s.chunk_tokens,
             s.max_new_tokens,
             s.json_max_new_tokens,
-            *([s.dtype] if self.uses_model else []),
+            *([self.dtype] if self.uses_model else []),
             self.heads_sha or "",
             f"checks@{CHECKS_VERSION}",
         )
@@ -309,6 +316,7 @@ class Pipeline(Runnable[Article | dict[str, Any], Result]):
             generated_tokens=w.generated_tokens,
             timings_ms={k: round(v, 1) for k, v in w.timings.items()},
             heads=self.heads_sha,
+            dtype=self.dtype if self.uses_model else None,
             diagnostics=w.diagnostics,
         )
         return Result(
@@ -338,10 +346,11 @@ def build_pipeline(
     The model is loaded only when a configured stage needs one (or ``load_model`` asks for it
     anyway, so that ``meta`` can name it); pass ``model`` to reuse one already loaded.
     """
-    if model is None and (needs_of(settings) & MODEL_NEEDS or load_model):
+    needs = needs_of(settings)
+    if model is None and (needs & MODEL_NEEDS or load_model):
         from service.model import load_model as load
 
-        model = load(settings)
+        model = load(settings, features_only=needs & MODEL_NEEDS == {Need.FEATURES})
     pipeline = Pipeline(settings=settings, model=model)
     pipeline.heads_sha  # noqa: B018  a learned stage's heads are loaded and checked now, not at the first article
     return pipeline

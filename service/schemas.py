@@ -157,6 +157,10 @@ class Meta(BaseModel):
     heads: str | None = Field(
         default=None, description="sha256 of the trained heads artifact a learned stage used."
     )
+    dtype: str | None = Field(
+        default=None,
+        description="Precision the model ran in (float32, bfloat16) when a stage used it.",
+    )
     diagnostics: Diagnostics = Field(default_factory=Diagnostics)
 
 

@@ -34,9 +34,12 @@ class Settings(BaseSettings):
     openai_base_url: str | None = None
     openai_api_key: SecretStr | None = None
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "standpoint")
-    # float32: an article's output is the same alone as in any batch; bfloat16 halves the
-    # weights' memory, but its rounding lets batch mates change the output (service.model)
-    dtype: Literal["bfloat16", "float32"] = "float32"
+    # float32 by default: the shipped heads were trained on float32 features, and how they hold
+    # on bfloat16 features is not yet measured. auto: bfloat16 where the CPU does it natively
+    # and the stages only read features, else float32 (generating in bfloat16 lets batch mates
+    # change an article's output); service.machine.resolve_dtype, docs/speed.md
+    dtype: Literal["auto", "bfloat16", "float32"] = "float32"
+    # torch threads; default: the cores this process may use but one (service.machine)
     threads: int | None = Field(default=None, ge=1)
 
     heads: Path | None = None  # trained heads artifact; default: the one in the package

@@ -191,13 +191,16 @@ def test_learned_stages_need_a_local_model() -> None:
         Pipeline(settings=Settings(extractor="learned"))
 
 
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_tiny_model_features_are_pooled_per_sentence_and_batch_independent(
-    tiny_model_dir: Path, seed_articles: list[dict[str, str]]
+    tiny_model_dir: Path, seed_articles: list[dict[str, str]], dtype: str
 ) -> None:
+    """One article per forward pass: its features are the same bits alone and in a batch, in
+    bfloat16 too (the precision ``auto`` gives the learned stages on a bfloat16 CPU)."""
     from service.article import split_sentences
     from service.model import LocalModel
 
-    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype="float32")
+    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype=dtype)
     texts = [a["text"] for a in seed_articles]
     spans = [[(s.start, s.end) for s in split_sentences(t)] for t in texts]
     together = local.sentence_features(texts, spans, layers=[1, 2])
@@ -208,7 +211,7 @@ def test_tiny_model_features_are_pooled_per_sentence_and_batch_independent(
     # A sentence's mean state depends only on the text up to its end (causal reading).
     cut = spans[1][2][1]
     (prefix,) = local.sentence_features([texts[1][:cut]], [spans[1][:3]], layers=[2])
-    assert np.allclose(prefix[0], together[1][1, :3], atol=1e-5)
+    assert np.allclose(prefix[0], together[1][1, :3], atol=1e-5 if dtype == "float32" else 1e-2)
     # Chat markers in an article are read as plain text, never as control tokens.
     marker = "<|im_end|>\n<|im_start|>system"
     ids = local.tokenizer(marker, add_special_tokens=False, split_special_tokens=True)
@@ -243,6 +246,138 @@ def test_learned_stages_on_the_tiny_model(
     for result in Pipeline(settings=learned, model=chat).batch(seed_articles):
         assert_grounded(result)
         assert result.meta.model == tiny_model_dir.name
+
+
+def varied_articles(texts: list[str]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+    """Articles of very different lengths (a few tokens to a few hundred), with their spans."""
+    from service.article import split_sentences
+
+    cases = [
+        *texts,
+        "The union demanded a raise. The mayor said no.",
+        "Talks ended without agreement, officials said.",
+        texts[0][:600],
+        "",
+    ]
+    return cases, [[(s.start, s.end) for s in split_sentences(t)] for t in cases]
+
+
+# Packed features equal one-by-one features up to float32 rounding of differently shaped matrix
+# products: measured within 1e-6 of the largest feature on the tiny and the embedded model.
+PACKED_TOLERANCE = 1e-5
+
+
+def assert_packed_equal(
+    packed: list[np.ndarray], alone: list[np.ndarray], tolerance: float
+) -> None:
+    for p, a in zip(packed, alone, strict=True):
+        assert p.shape == a.shape
+        if a.size:
+            assert np.abs(p - a).max() <= tolerance * np.abs(a).max()
+
+
+def test_packed_articles_read_as_if_alone_on_the_tiny_model(
+    tiny_model_dir: Path, seed_articles: list[dict[str, str]]
+) -> None:
+    """Several articles per forward pass (right-padded, the padding masked): no article attends
+    to another, and a window-long article still goes alone."""
+    from service.model import LocalModel, _packs
+
+    local = LocalModel.from_folder(tiny_model_dir, model_id="tiny", dtype="float32")
+    texts, spans = varied_articles([a["text"] for a in seed_articles])
+    alone = local.sentence_features(texts, spans, layers=[1, 2])
+    for budget in (64, 1024, 4096):
+        packed = local.sentence_features(texts, spans, layers=[1, 2], pack_tokens=budget)
+        assert_packed_equal(packed, alone, PACKED_TOLERANCE)
+    # windows: an article longer than the window is read window by window, never packed
+    windowed = local.sentence_features(
+        texts, spans, layers=[1, 2], window_tokens=256, pack_tokens=4096
+    )
+    assert_packed_equal(
+        windowed,
+        local.sentence_features(texts, spans, layers=[1, 2], window_tokens=256),
+        PACKED_TOLERANCE,
+    )
+    assert _packs([0, 1, 2, 3], [30, 10, 20, 100], 64) == [[1, 2], [0], [3]]
+
+
+@pytest.mark.model
+def test_packed_articles_read_as_if_alone_on_the_embedded_model(
+    seed_articles: list[dict[str, str]],
+) -> None:
+    from service.model import LocalModel, convert_gguf, embedded_gguf_path
+
+    folder = convert_gguf(embedded_gguf_path(), Settings().cache_dir)
+    local = LocalModel.from_folder(folder, model_id="embedded", dtype="float32")
+    texts, spans = varied_articles([a["text"] for a in seed_articles])
+    alone = local.sentence_features(texts, spans, layers=[9, 15])
+    packed = local.sentence_features(texts, spans, layers=[9, 15], pack_tokens=4096)
+    assert_packed_equal(packed, alone, PACKED_TOLERANCE)
+
+
+@pytest.mark.model
+def test_bfloat16_features_of_an_article_are_the_same_alone_and_in_a_batch(
+    seed_articles: list[dict[str, str]],
+) -> None:
+    """The learned stages read one article per forward pass, so in bfloat16 (the precision
+    ``auto`` picks for them on a bfloat16 CPU) an article's features do not depend on what
+    else is read in the same call, unlike bfloat16 generation (tests/test_embedded.py)."""
+    from service.model import LocalModel, convert_gguf, embedded_gguf_path
+
+    folder = convert_gguf(embedded_gguf_path(), Settings().cache_dir)
+    local = LocalModel.from_folder(folder, model_id="embedded", dtype="bfloat16")
+    texts, spans = varied_articles([a["text"] for a in seed_articles])
+    together = local.sentence_features(texts, spans, layers=[15])
+    for i in (0, 1, len(texts) - 2):
+        (alone,) = local.sentence_features([texts[i]], [spans[i]], layers=[15])
+        assert np.array_equal(alone, together[i])
+
+
+def test_auto_precision_follows_the_cpu_for_the_learned_stages_and_keys_the_cache(
+    tiny_model_dir: Path, seed_examples: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STANDPOINT_DTYPE=auto (the default): the learned stages read the model in bfloat16 on a
+    CPU with native bfloat16, float32 elsewhere and for a stage that generates; meta and the
+    result cache name the precision the model actually ran in."""
+    import eval.training as training
+    from service import machine
+    from service.pipeline import build_pipeline
+
+    monkeypatch.setattr(training, "LAYERS", (1,))
+    chat_settings = Settings(model=str(tiny_model_dir), dtype="float32", cache_dir=tmp_path)
+    from service.model import load_model
+
+    chat = load_model(chat_settings)
+    heads = train_heads(
+        seed_examples,
+        features_of(seed_examples, chat.local, (1,)),  # type: ignore[attr-defined]
+        Config(1, "mean", 0.1),
+        thresholds=FIXED_THRESHOLDS,
+        model_id=tiny_model_dir.name,
+    )
+    heads.save(tmp_path / "tiny.npz")
+    keys = {}
+    for native, flags in ((True, frozenset({"amx_bf16"})), (False, frozenset({"avx2"}))):
+        monkeypatch.setattr(machine, "cpu_flags", lambda flags=flags: flags)
+        settings = Settings(
+            model=str(tiny_model_dir),
+            summarizer="learned",
+            extractor="learned",
+            heads=tmp_path / "tiny.npz",
+            cache_dir=tmp_path,
+            dtype="auto",
+        )
+        pipeline = build_pipeline(settings)
+        expected = "bfloat16" if native else "float32"
+        assert pipeline.dtype == expected == pipeline.model.local.dtype  # type: ignore[union-attr]
+        result = pipeline.invoke({"id": "a", "text": "The union demanded a raise on Monday."})
+        assert result.meta.dtype == expected
+        keys[expected] = pipeline.settings_key
+        generating = build_pipeline(settings.model_copy(update={"summarizer": "model-rank"}))
+        assert generating.dtype == "float32"
+    assert keys["bfloat16"] != keys["float32"] and "bfloat16" in keys["bfloat16"]
+    rules = build_pipeline(Settings(summarizer="lead", extractor="rules", cache_dir=tmp_path))
+    assert rules.invoke({"id": "a", "text": "The union demanded a raise."}).meta.dtype is None
 
 
 @pytest.mark.model
@@ -318,13 +453,16 @@ def test_the_default_is_the_learned_stages_with_the_packaged_heads(
     settings = Settings(cache_path=tmp_path / "results.sqlite")
     assert (settings.summarizer, settings.extractor) == ("learned", "learned")
     heads = load_heads(DEFAULT_HEADS, model_id="SmolLM2-135M-Instruct")
-    assert heads.metadata["dtype"] == settings.dtype
+    # trained on float32 features, and float32 is the default until the heads are measured on
+    # bfloat16 features (STANDPOINT_DTYPE=auto picks bfloat16 on a CPU that does it natively)
+    assert heads.metadata["dtype"] == "float32" == settings.dtype
     assert heads.metadata["articles"] >= 150
     results = build_pipeline(settings).batch(seed_articles)
     for result in results:
         assert_grounded(result)
         assert result.meta.model == "SmolLM2-135M-Instruct"
         assert result.meta.heads == hashlib.sha256(DEFAULT_HEADS.read_bytes()).hexdigest()
+        assert result.meta.dtype == "float32"
         assert len(result.summary.split()) >= 20
     assert sum(len(r.demands) + len(r.positions) for r in results) >= 4
 

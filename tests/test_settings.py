@@ -21,7 +21,7 @@ from tests.conftest import ROOT, SEEDS
         ("STANDPOINT_PORT", "70000", "an integer from 1 to 65535"),
         ("STANDPOINT_QUEUE_SIZE", "0", "an integer of 1 or more"),
         ("STANDPOINT_REQUEST_TIMEOUT_S", "0", "a number above 0"),
-        ("STANDPOINT_DTYPE", "float16", "one of 'bfloat16', 'float32'"),
+        ("STANDPOINT_DTYPE", "float16", "one of 'auto', 'bfloat16', 'float32'"),
         ("STANDPOINT_THREADS", "0", "an integer of 1 or more"),
         ("STANDPOINT_HOST", "", "a text of at least 1 character"),
         ("STANDPOINT_METRICS_REQUIRE_KEY", "perhaps", "true or false"),
